@@ -1,0 +1,5 @@
+"""`python -m autotel` is the same as the `autotel` command."""
+
+from autotel.cli import main
+
+main()

@@ -1,0 +1,61 @@
+"""`autotel init`, `autotel cert`."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from autotel.cli._common import say, site_config
+from autotel.crypto.tls import write_certificate
+from autotel.errors import ConfigError
+from autotel.site.create import SiteOptions, create_site
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+    app.command("cert")(cert)
+
+
+def init(
+    directory: Annotated[Path, typer.Argument(help="Install directory of the new site")] = Path("."),
+    client_id: Annotated[str | None, typer.Option(help="This site's name at the admin")] = None,
+    public_key: Annotated[list[Path] | None, typer.Option(help="Admin public key (PEM) to trust; repeatable")] = None,
+    agent_port: Annotated[int | None, typer.Option(min=0, max=65535)] = None,
+    portal_port: Annotated[int | None, typer.Option(min=0, max=65535)] = None,
+    pin: Annotated[str | None, typer.Option(help="Portal PIN (default: a random 6-digit PIN)")] = None,
+    dsn: Annotated[str | None, typer.Option(help="PostgreSQL DSN (default: embedded database)")] = None,
+    collector: Annotated[str | None, typer.Option(help="Command of the site's collector")] = None,
+    version: Annotated[str, typer.Option(help="Installed version X.Y.Z")] = "1.0.0",
+    product: Annotated[str | None, typer.Option(help="Product name updates must match")] = None,
+    force: Annotated[bool, typer.Option(help="Re-create an existing site")] = False,
+) -> None:
+    """Create a site in DIRECTORY: autotel.yaml, state/, TLS certificate, version.txt."""
+    options = SiteOptions(client_id, list(public_key or []), agent_port, portal_port, pin, dsn,
+                          collector, version, product)
+    site = create_site(directory, options, force=force)
+    say(f"site {site.client_id!r} created: {site.config_path}")
+    say(f"agent certificate SHA-256: {site.fingerprint}")
+    if not pin:
+        say(f"portal PIN: {site.pin}")
+    if not public_key:
+        say("no admin key trusted yet: add one to trusted_keys in autotel.yaml before the first push")
+
+
+def cert(
+    ctx: typer.Context,
+    ip: Annotated[list[str] | None, typer.Option(help="Extra IP address for the certificate; repeatable")] = None,
+    dns: Annotated[list[str] | None, typer.Option(help="Extra DNS name; repeatable")] = None,
+) -> None:
+    """(Re)generate the agent's TLS certificate. Admins must then accept the new fingerprint."""
+    config = site_config(ctx)
+    for address in ip or []:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ConfigError(f"--ip {address!r}: not an IP address") from None
+    fingerprint = write_certificate(config.state.tls, f"autotel agent {config.client_id}", dns or [], ip or [])
+    say(f"new agent certificate SHA-256: {fingerprint}")
+    say("admins must run `autotel push ... --accept-cert " + fingerprint + "` once")

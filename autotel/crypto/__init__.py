@@ -1,0 +1,1 @@
+"""Keys, RSA-PSS signatures and the agent's TLS certificate."""

@@ -1,0 +1,103 @@
+"""The agent's self-signed TLS certificate and its fingerprint.
+
+The admin pins the certificate's SHA-256 on first contact, and the signed auth
+challenge includes that fingerprint, so a man in the middle with another
+certificate cannot reuse a signature.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import ipaddress
+import socket
+import ssl
+from collections.abc import Iterable
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from autotel.fsutil import atomic_write_bytes
+
+VALID_DAYS = 3650
+
+
+def fingerprint_der(der: bytes) -> str:
+    """Lowercase hex SHA-256 of a certificate's DER bytes (= `openssl x509 -fingerprint -sha256`)."""
+    return hashlib.sha256(der).hexdigest()
+
+
+def fingerprint_pem(pem: str | bytes) -> str:
+    text = pem.decode("ascii") if isinstance(pem, bytes) else pem
+    return fingerprint_der(ssl.PEM_cert_to_DER_cert(text))
+
+
+def machine_names() -> tuple[list[str], list[str]]:
+    """DNS names and IP addresses this machine answers to, for the certificate's SAN."""
+    dns = {"localhost"}
+    ips = {"127.0.0.1", "::1"}
+    host = socket.gethostname()
+    if host:
+        dns.add(host)
+        try:
+            for info in socket.getaddrinfo(host, None):
+                ips.add(str(info[4][0]).split("%")[0])
+        except OSError:
+            pass
+    return sorted(dns), sorted(ips)
+
+
+def make_certificate(
+    common_name: str, dns_names: Iterable[str], ips: Iterable[str]
+) -> tuple[bytes, bytes]:
+    """Return (cert PEM, key PEM) of a CA:FALSE leaf valid for the given names."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    san: list[x509.GeneralName] = [x509.DNSName(d) for d in sorted(set(dns_names))]
+    san += [x509.IPAddress(ipaddress.ip_address(i)) for i in sorted(set(ips))]
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+        .add_extension(x509.SubjectAlternativeName(san), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_encipherment=True, content_commitment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                crl_sign=False, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def write_certificate(
+    tls_dir: Path, common_name: str, extra_dns: Iterable[str] = (), extra_ips: Iterable[str] = ()
+) -> str:
+    """(Re)generate `cert.pem` and `key.pem` in `tls_dir`; return the new fingerprint.
+
+    Raises:
+        ValueError: an entry of `extra_ips` is not an IP address.
+    """
+    dns, ips = machine_names()
+    cert_pem, key_pem = make_certificate(common_name, [*dns, *extra_dns], [*ips, *extra_ips])
+    tls_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(tls_dir / "key.pem", key_pem, mode=0o600)
+    atomic_write_bytes(tls_dir / "cert.pem", cert_pem, mode=0o644)
+    return fingerprint_pem(cert_pem)

@@ -1,0 +1,77 @@
+"""Atomic file writes: the only way autotel writes a file that is read back later.
+
+A power cut on a plant PC must leave either the old file or the new one, never a
+torn one. So: write a temporary file in the same folder, flush, fsync, `os.replace`
+over the target, then fsync the folder where the OS allows it (not on Windows).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+TEMP_SUFFIX = ".tmp"
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename inside `folder` durable; a no-op where folders cannot be opened."""
+    if os.name == "nt":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_writer(target: Path, mode: int | None = None) -> Iterator[IO[bytes]]:
+    """Yield a binary file that replaces `target` only if the block ends without error.
+
+    On any exception the temporary file is removed and `target` is left untouched.
+    """
+    target = Path(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    fsync_dir(target.parent)
+
+
+def atomic_write_bytes(target: Path, data: bytes, mode: int | None = None) -> None:
+    with atomic_writer(target, mode) as f:
+        f.write(data)
+
+
+def atomic_write_text(target: Path, text: str, mode: int | None = None) -> None:
+    atomic_write_bytes(target, text.encode("utf-8"), mode)
+
+
+def atomic_write_json(target: Path, data: Any) -> None:
+    atomic_write_text(target, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def append_line(target: Path, line: str) -> None:
+    """Append one line to a log such as events.jsonl; a single write so lines never interleave."""
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0), 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,134 @@
+"""Running one claimed job through its steps, recording each step before and after.
+
+A job file in `running/` is the record of where a job is. Every step's state is
+written (atomically) before the step starts and after it ends, so a runner killed
+at any point resumes at the first step not marked `done`, and never runs a finished
+step twice. When a step fails for good, the kind's `on_failure` steps run (they are
+recorded and resumed the same way), then the job moves to `failed/`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from autotel.config import Config
+from autotel.errors import AutotelError, JobError
+from autotel.runner.events import emit
+from autotel.runner.kinds import JobKind, StepPolicy, load_kind
+from autotel.runner.progress import step_span
+from autotel.runner.worker import StepWorker
+from autotel.spool.queue import Spool
+from autotel.timeutil import now_iso
+
+log = logging.getLogger("autotel.runner")
+
+
+class JobExecutor:
+    def __init__(self, config: Config, spool: Spool, worker: StepWorker, known_steps: set[str]) -> None:
+        self.config = config
+        self.spool = spool
+        self.worker = worker
+        self.known_steps = known_steps
+
+    def execute(self, path: Path, job: dict[str, Any]) -> str:
+        """Run (or resume) the job at `path` in `running/`; return its final state."""
+        try:
+            kind = load_kind(job["kind"], self.config.install_path, self.known_steps)
+        except JobError as e:
+            return self._fail(path, job, str(e))
+        if job.get("state") != "failing":
+            job["state"] = "running"
+        job.setdefault("started", now_iso())
+        self._plan(job, "main", kind.steps)
+        self.spool.save(path, job)
+        if job["state"] == "running":
+            error = self._run_phase(path, job, kind, "main", kind.steps)
+            if error is None:
+                return self._succeed(path, job)
+            job["state"] = "failing"
+            job["error"] = error
+            self._plan(job, "on_failure", kind.on_failure)
+            self.spool.save(path, job)
+        self._run_phase(path, job, kind, "on_failure", kind.on_failure)
+        return self._fail(path, job, str(job["error"]))
+
+    def _plan(self, job: dict[str, Any], phase: str, policies: list[StepPolicy]) -> None:
+        """Add a record for each step of `phase` not yet recorded (first run of the job)."""
+        if any(r.get("phase", "main") == phase for r in job["steps"]):
+            return
+        for policy in policies:
+            job["steps"].append({"name": policy.name, "phase": phase, "state": "pending",
+                                 "started": None, "finished": None, "error": None, "result": None})
+
+    def _run_phase(self, path: Path, job: dict[str, Any], kind: JobKind, phase: str,
+                   policies: list[StepPolicy]) -> str | None:
+        records = [r for r in job["steps"] if r.get("phase", "main") == phase]
+        for index, (policy, record) in enumerate(zip(policies, records, strict=True)):
+            if record["state"] == "done":
+                continue
+            error = self._run_step(path, job, policy, record, index, len(policies), phase)
+            if error is not None:
+                return error
+        return None
+
+    def _run_step(self, path: Path, job: dict[str, Any], policy: StepPolicy,
+                  record: dict[str, Any], index: int, total: int, phase: str) -> str | None:
+        low, high = step_span(index, total) if phase == "main" else (self._last_pct(job),) * 2
+        timeout = policy.timeout_s or self.config.runner.default_step_timeout_s
+        for attempt in range(policy.retries + 1):
+            record.update(state="running", started=now_iso(), finished=None, error=None,
+                          attempt=attempt + 1)
+            self.spool.save(path, job)
+            emit(self.config.state.events, job, policy.name, low, policy.msg,
+                 **({"msg_en": policy.msg_en} if policy.msg_en else {}))
+            outcome = self._call(job, policy.name, low, high, timeout)
+            record["finished"] = now_iso()
+            if outcome["ok"]:
+                record.update(state="done", result=outcome.get("result") or {})
+                self.spool.save(path, job)
+                return None
+            record.update(state="failed", error=outcome["error"])
+            self.spool.save(path, job)
+            log.warning("job %s step %s attempt %d failed: %s", job["id"], policy.name,
+                        attempt + 1, outcome["error"])
+            if attempt < policy.retries:
+                time.sleep(policy.retry_delay_s)
+        return f"step {policy.name} failed: {record['error']}"
+
+    def _call(self, job: dict[str, Any], step: str, low: float, high: float,
+              timeout: float) -> dict[str, Any]:
+        request = {"step": step, "job": job, "pct_from": low, "pct_to": high}
+        try:
+            return self.worker.run(request, timeout)
+        except AutotelError as e:
+            return {"ok": False, "error": str(e)}
+
+    def _last_pct(self, job: dict[str, Any]) -> float:
+        done = [r for r in job["steps"] if r.get("phase", "main") == "main" and r["state"] == "done"]
+        main = [r for r in job["steps"] if r.get("phase", "main") == "main"]
+        return 100.0 * len(done) / len(main) if main else 0.0
+
+    def _succeed(self, path: Path, job: dict[str, Any]) -> str:
+        job["result"] = merged_results(job)
+        job.update(state="done", error=None, finished=now_iso())
+        self.spool.finish(path, job, "done")
+        emit(self.config.state.events, job, "done", 100, "Готово", msg_en="Done")
+        return "done"
+
+    def _fail(self, path: Path, job: dict[str, Any], error: str) -> str:
+        job["result"] = merged_results(job)
+        job.update(state="failed", error=error, finished=now_iso())
+        self.spool.finish(path, job, "failed")
+        emit(self.config.state.events, job, "failed", self._last_pct(job), error)
+        return "failed"
+
+
+def merged_results(job: dict[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for record in job.get("steps", []):
+        if record.get("state") == "done" and isinstance(record.get("result"), dict):
+            merged.update(record["result"])
+    return merged

@@ -1,0 +1,100 @@
+"""The worker process that runs steps on the runner's behalf.
+
+Python cannot stop a thread, so a step that hangs past its timeout could only be
+abandoned, not stopped. Steps therefore run in a child process (spawned, so it
+works the same on Windows) that the runner kills and replaces on a timeout.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from autotel.errors import AutotelError, StepTimeoutError
+
+
+class StepWorker:
+    """The runner's handle on its worker: `run(request, timeout_s)` and `stop()`."""
+
+    def __init__(self, config_path: Path) -> None:
+        self.config_path = config_path
+        self._ctx = multiprocessing.get_context("spawn")
+        self._process: Any = None
+        self._conn: Connection | None = None
+
+    def start(self) -> None:
+        parent, child = self._ctx.Pipe()
+        self._process = self._ctx.Process(
+            target=worker_main, args=(child, str(self.config_path)), name="autotel-step-worker",
+            daemon=True,
+        )
+        self._process.start()
+        child.close()
+        self._conn = parent
+
+    def run(self, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """Run one step; return `{"ok": True, "result": ...}` or `{"ok": False, "error": ...}`.
+
+        Raises:
+            StepTimeoutError: no answer within `timeout_s`; the worker was killed and replaced.
+        """
+        if self._conn is None:
+            self.start()
+        assert self._conn is not None
+        try:
+            self._conn.send(request)
+            if self._conn.poll(timeout_s):
+                answer: dict[str, Any] = self._conn.recv()
+                return answer
+        except (EOFError, OSError, BrokenPipeError):
+            self._restart()
+            return {"ok": False, "error": "the step worker process died while running the step"}
+        self._restart()
+        raise StepTimeoutError(
+            f"step {request['step']!r} did not finish within its timeout of {timeout_s:g} s and was stopped"
+        )
+
+    def _restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def stop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._process is not None:
+            if self._process.is_alive():
+                self._process.kill()
+            self._process.join(10)
+            self._process = None
+
+
+def worker_main(conn: Connection, config_path: str) -> None:
+    """Loop in the child: receive a step request, run it, send the outcome back."""
+    from autotel.config import load_config
+    from autotel.runner.progress import StepReporter
+    from autotel.steps import load_steps
+    from autotel.steps.context import StepContext
+
+    steps = load_steps()
+    config = load_config(Path(config_path))
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        reporter = StepReporter(config.state.events, request)
+        ctx = StepContext(config=config, job=request["job"], step_name=request["step"],
+                          report=reporter.report)
+        try:
+            result = steps[request["step"]](ctx)
+            answer = {"ok": True, "result": result if isinstance(result, dict) else {}}
+        except AutotelError as e:
+            answer = {"ok": False, "error": str(e), "type": type(e).__name__}
+        except Exception as e:  # a bug in a step must fail the job, not the worker
+            answer = {"ok": False, "error": f"{type(e).__name__}: {e}", "type": type(e).__name__,
+                      "traceback": traceback.format_exc(limit=8)}
+        conn.send(answer)

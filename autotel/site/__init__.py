@@ -1,0 +1,1 @@
+"""Creating a site and reporting on it (`autotel init`, `cert`, `status`)."""

@@ -1,0 +1,84 @@
+"""`autotel init DIR`: a new site's config, state layout, certificate and version."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shutil
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autotel.config import SEMVER_PATTERN, load_config, render_yaml
+from autotel.crypto.signing import load_public_key
+from autotel.crypto.tls import write_certificate
+from autotel.errors import ConfigError
+from autotel.fsutil import atomic_write_text
+
+
+@dataclass
+class SiteOptions:
+    client_id: str | None = None
+    public_keys: list[Path] = field(default_factory=list)
+    agent_port: int | None = None
+    portal_port: int | None = None
+    pin: str | None = None
+    dsn: str | None = None
+    collector: str | None = None
+    version: str = "1.0.0"
+    product: str | None = None
+
+
+@dataclass
+class CreatedSite:
+    config_path: Path
+    pin: str
+    fingerprint: str
+    client_id: str
+
+
+def default_client_id() -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()).strip("-") or "site"
+
+
+def create_site(directory: Path, options: SiteOptions, *, force: bool = False) -> CreatedSite:
+    """Raises: ConfigError for an existing site (without `force`), a bad key or version."""
+    directory = directory.resolve()
+    config_path = directory / "autotel.yaml"
+    if config_path.exists() and not force:
+        raise ConfigError(f"{config_path} already exists: this is a site already; pass --force to re-create it")
+    if not re.match(SEMVER_PATTERN, options.version):
+        raise ConfigError(f"--version {options.version!r}: expected a semantic version X.Y.Z")
+    for key in options.public_keys:
+        load_public_key(key)
+    directory.mkdir(parents=True, exist_ok=True)
+    pin = options.pin or f"{secrets.randbelow(10**6):06d}"
+    client_id = options.client_id or default_client_id()
+    values = _config_values(directory, options, client_id, pin)
+    atomic_write_text(config_path, "# autotel site configuration (written by `autotel init`)\n" + render_yaml(values))
+    config = load_config(config_path)
+    config.state.create()
+    atomic_write_text(config.state.version_file, options.version + "\n")
+    fingerprint = write_certificate(config.state.tls, f"autotel agent {client_id}")
+    return CreatedSite(config_path, pin, fingerprint, client_id)
+
+
+def _config_values(directory: Path, options: SiteOptions, client_id: str, pin: str) -> dict[str, Any]:
+    values: dict[str, Any] = {"client_id": client_id}
+    if options.product:
+        values["product"] = options.product
+    trusted = []
+    for index, key in enumerate(options.public_keys, start=1):
+        target = directory / "keys" / ("admin.pem" if index == 1 else f"admin{index}.pem")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if key.resolve() != target.resolve():
+            shutil.copyfile(key, target)
+        trusted.append(target.relative_to(directory).as_posix())
+    values["trusted_keys"] = trusted
+    values["agent"] = {"port": options.agent_port} if options.agent_port is not None else {}
+    values["portal"] = {"pin": pin, **({"port": options.portal_port} if options.portal_port is not None else {})}
+    values["database"] = {"dsn": options.dsn or ""}
+    if options.collector:
+        values["collector"] = {"command": options.collector}
+    return {k: v for k, v in values.items() if v != {}}

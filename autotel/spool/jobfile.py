@@ -1,0 +1,83 @@
+"""What a job file holds, and the pure decisions about it (no disk access here)."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from datetime import datetime
+from typing import Any
+
+from autotel.errors import JobError
+from autotel.timeutil import iso, utcnow
+
+JOB_SUFFIX = ".json"
+_KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+def new_job_name(kind: str, moment: datetime | None = None) -> str:
+    """`20261129T114000123456Z-3fa1c2-apply.json`: sorts by submission time, never collides."""
+    stamp = (moment or utcnow()).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{stamp}-{secrets.token_hex(3)}-{kind}{JOB_SUFFIX}"
+
+
+def is_job_name(name: str) -> bool:
+    """Temporary files (`.x.tmp`) and reason files (`x.json.reason.txt`) are not jobs."""
+    return name.endswith(JOB_SUFFIX) and not name.startswith(".")
+
+
+def job_id(name: str) -> str:
+    return name[: -len(JOB_SUFFIX)]
+
+
+def check_kind(kind: str) -> str:
+    if not _KIND_PATTERN.match(kind):
+        raise JobError(f"job kind {kind!r} is not valid: use lowercase letters, digits, '-' and '_'")
+    return kind
+
+
+def new_job(kind: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"kind": check_kind(kind), "params": dict(params or {}), "created": iso(utcnow()),
+            "state": "queued"}
+
+
+def parse_job(raw: bytes, name: str) -> dict[str, Any]:
+    """Parse a job file; fill in what a person may leave out (`{"kind": "ping"}` is enough).
+
+    Raises:
+        JobError: not JSON, not an object, or without a valid `kind`.
+    """
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise JobError(f"{name}: not a valid JSON job file ({e})") from None
+    if not isinstance(data, dict):
+        raise JobError(f"{name}: expected a JSON object, found {type(data).__name__}")
+    kind = data.get("kind")
+    if not isinstance(kind, str):
+        raise JobError(f'{name}: missing "kind" (e.g. {{"kind": "ping"}})')
+    check_kind(kind)
+    params = data.get("params", {})
+    if not isinstance(params, dict):
+        raise JobError(f'{name}: "params" must be an object, found {type(params).__name__}')
+    data.setdefault("id", job_id(name))
+    data.setdefault("params", {})
+    data.setdefault("created", iso(utcnow()))
+    data.setdefault("state", "queued")
+    data.setdefault("steps", [])
+    data.setdefault("result", None)
+    data.setdefault("error", None)
+    return data
+
+
+def encode_job(job: dict[str, Any]) -> bytes:
+    return (json.dumps(job, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def current_step(job: dict[str, Any]) -> str:
+    """The step a person would want to see in a listing: the running one, else the last one."""
+    for step in job.get("steps", []):
+        if step.get("state") == "running":
+            return str(step["name"])
+    steps = job.get("steps", [])
+    return str(steps[-1]["name"]) if steps else ""

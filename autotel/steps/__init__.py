@@ -1,0 +1,36 @@
+"""Steps: the small functions job kinds are made of, registered by name.
+
+Every module in this package is imported by `load_steps()`, so a new step is a new
+module with `@step("name")` on a function `(ctx: StepContext) -> dict | None`.
+A step must be idempotent: it may be run again after a crash, so it checks what is
+already done, does the rest, and records its result as its last act.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from typing import Any
+
+from autotel.steps.context import StepContext
+
+StepFunc = Callable[[StepContext], "dict[str, Any] | None"]
+_REGISTRY: dict[str, StepFunc] = {}
+
+
+def step(name: str) -> Callable[[StepFunc], StepFunc]:
+    def register(func: StepFunc) -> StepFunc:
+        if name in _REGISTRY and _REGISTRY[name] is not func:
+            raise RuntimeError(f"step {name!r} is registered twice")
+        _REGISTRY[name] = func
+        return func
+
+    return register
+
+
+def load_steps() -> dict[str, StepFunc]:
+    for module in pkgutil.iter_modules(__path__):
+        if module.name != "context":
+            importlib.import_module(f"{__name__}.{module.name}")
+    return dict(_REGISTRY)

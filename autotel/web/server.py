@@ -1,0 +1,62 @@
+"""Serving a bottle app on cheroot, the one way autotel's HTTP services run.
+
+`cheroot.wsgi.Server` directly (not `bottle.run`) so code can stop it, tests can
+bind port 0, and body sizes are capped before the app runs. Streaming responses
+(SSE, downloads) must watch `ServerHandle.stopping` and wait in bounded steps:
+cheroot's `stop()` joins busy workers without a timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+log = logging.getLogger("autotel.web")
+
+
+class ServerHandle:
+    """A configured server; `serve_forever()` in a service, `start_background()` in tests."""
+
+    def __init__(self, app: Any, host: str, port: int, *, threads: int, timeout_s: float,
+                 max_body_bytes: int, certfile: Path | None = None, keyfile: Path | None = None,
+                 name: str = "autotel") -> None:
+        self.stopping = threading.Event()
+        self.server = wsgi.Server((host, port), app, numthreads=threads, max=threads,
+                                  request_queue_size=64, timeout=int(timeout_s),
+                                  shutdown_timeout=5, server_name=name)
+        self.server.max_request_body_size = max_body_bytes
+        if certfile is not None and keyfile is not None:
+            self.server.ssl_adapter = BuiltinSSLAdapter(str(certfile), str(keyfile))
+        self.server.error_log = _route_to_logging
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.server.bind_addr[1])
+
+    def serve_forever(self) -> None:
+        self.server.prepare()
+        log.info("%s listening on %s:%d", self.server.server_name, self.server.bind_addr[0], self.port)
+        self.server.serve()
+
+    def start_background(self) -> ServerHandle:
+        self.server.prepare()
+        self._thread = threading.Thread(target=self.server.serve, daemon=True, name="cheroot")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Release every streaming generator first, then stop cheroot."""
+        self.stopping.set()
+        self.server.stop()
+        if self._thread is not None:
+            self._thread.join(10)
+
+
+def _route_to_logging(msg: str = "", level: int = 20, traceback: bool = False) -> None:
+    log.log(level, msg, exc_info=traceback)

@@ -6,8 +6,10 @@ an exit code, which each class carries::
     AutotelError                      exit 1
     ├── ConfigError                   exit 2   bad or missing autotel.yaml, bad flag value
     ├── VerificationError             exit 3   a signature, hash or licence that does not check out
+    │   ├── SignatureError            exit 3   bad signature, hash/size mismatch, unlisted or missing entry
     │   └── LicenseError              exit 3
     ├── PackageError                  exit 4   an update package that is unsafe or unusable
+    │   └── NotNewerError             exit 4   its version is not newer than the installed one
     ├── JobError                      exit 5   unknown kind or step, bad job file, failed step
     │   └── StepTimeoutError          exit 5
     ├── DatabaseError                 exit 6   PostgreSQL unreachable, migration refused
@@ -39,11 +41,19 @@ class VerificationError(AutotelError):
     exit_code = 3
 
 
+class SignatureError(VerificationError):
+    exit_code = 3
+
+
 class LicenseError(VerificationError):
     exit_code = 3
 
 
 class PackageError(AutotelError):
+    exit_code = 4
+
+
+class NotNewerError(PackageError):
     exit_code = 4
 
 

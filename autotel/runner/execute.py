@@ -50,6 +50,7 @@ class JobExecutor:
                 return self._succeed(path, job)
             job["state"] = "failing"
             job["error"] = error
+            job["error_type"] = _last_error_type(job)
             self._plan(job, "on_failure", kind.on_failure)
             self.spool.save(path, job)
         self._run_phase(path, job, kind, "on_failure", kind.on_failure)
@@ -90,7 +91,7 @@ class JobExecutor:
                 record.update(state="done", result=outcome.get("result") or {})
                 self.spool.save(path, job)
                 return None
-            record.update(state="failed", error=outcome["error"])
+            record.update(state="failed", error=outcome["error"], error_type=outcome.get("type"))
             self.spool.save(path, job)
             log.warning("job %s step %s attempt %d failed: %s", job["id"], policy.name,
                         attempt + 1, outcome["error"])
@@ -104,7 +105,7 @@ class JobExecutor:
         try:
             return self.worker.run(request, timeout)
         except AutotelError as e:
-            return {"ok": False, "error": str(e)}
+            return {"ok": False, "error": str(e), "type": type(e).__name__}
 
     def _last_pct(self, job: dict[str, Any]) -> float:
         done = [r for r in job["steps"] if r.get("phase", "main") == "main" and r["state"] == "done"]
@@ -124,6 +125,12 @@ class JobExecutor:
         self.spool.finish(path, job, "failed")
         emit(self.config.state.events, job, "failed", self._last_pct(job), error)
         return "failed"
+
+
+def _last_error_type(job: dict[str, Any]) -> str | None:
+    """The exception class name of the step that failed, so callers can map it (e.g. to HTTP)."""
+    failed = [r for r in job["steps"] if r.get("state") == "failed"]
+    return failed[-1].get("error_type") if failed else None
 
 
 def merged_results(job: dict[str, Any]) -> dict[str, Any]:

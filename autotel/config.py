@@ -75,6 +75,9 @@ class CollectorConfig(_Section):
 class RunnerConfig(_Section):
     rescan_ms: int = Field(1000, ge=50)
     default_step_timeout_s: float = Field(600.0, gt=0)
+    # A queued file that is not a valid job yet may still be being written by a
+    # producer that does not rename it in; it is failed only once unchanged this long.
+    settle_s: float = Field(2.0, ge=0)
 
 
 class WatchdogConfig(_Section):
@@ -160,23 +163,35 @@ def load_config(path: Path) -> Config:
         ConfigError: the file is missing, is not YAML, or has invalid keys; the message
             lists every problem with its key, so one edit fixes them all.
     """
-    data = _read_yaml(path)
+    path = Path(path)
+    return config_from_values(_read_yaml(path), path)
+
+
+def config_from_values(values: dict[str, Any], path: Path, origin: str | None = None) -> Config:
+    """Validate `values` as if they were the content of the file at `path`.
+
+    `autotel init` checks what it is about to write this way (`origin` names its
+    flags in the message), so a bad flag leaves nothing behind.
+
+    Raises:
+        ConfigError: one line per invalid key.
+    """
     try:
-        return Config(**data, config_path=path)
+        return Config(**values, config_path=path)
     except ValidationError as e:
-        raise ConfigError(format_validation_errors(e, path)) from None
+        raise ConfigError(format_validation_errors(e, path, origin)) from None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(
-            f"{path}: configuration file not found; create a site with `autotel init DIR` "
-            f"or pass --config PATH (or set {CONFIG_ENV})"
+            f"{path.absolute()}: configuration file not found; create a site with "
+            f"`autotel init DIR` or pass --config PATH (or set {CONFIG_ENV})"
         )
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read: {e}") from None
     if data is None:
@@ -188,13 +203,51 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def format_validation_errors(error: ValidationError, path: Path) -> str:
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    if mark is None:
+        return str(problem)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+
+
+SECRET_KEYS = {"portal.pin", "database.dsn"}
+
+
+def format_validation_errors(error: ValidationError, path: Path, origin: str | None = None) -> str:
+    """A header line, then one line per problem: the key, what was expected, what was found
+    and where it came from (the file or an AUTOTEL_ variable)."""
     lines = [f"{path}: {error.error_count()} configuration error(s):"]
     for item in error.errors(include_url=False):
-        key = ".".join(str(part) for part in item["loc"])
-        env = "AUTOTEL_" + "__".join(str(p).upper() for p in item["loc"] if not isinstance(p, int))
-        lines.append(f"  - {key}: {item['msg']} (got {item.get('input')!r}; from the file or {env})")
+        loc = [str(part) for part in item["loc"]]
+        key = ".".join(loc)
+        expected = item["msg"]
+        if item["type"] == "extra_forbidden":
+            expected = f"unknown key; expected one of: {', '.join(_known_keys(loc[:-1]))}"
+        found = "a secret value" if key in SECRET_KEYS else repr(item.get("input"))
+        lines.append(f"  - {key}: {expected} (got {found}, {_origin(loc, origin or path.name)})")
     return "\n".join(lines)
+
+
+def _origin(loc: list[str], file_origin: str) -> str:
+    """Which source gave the bad value: the most specific AUTOTEL_ variable set, else the file."""
+    names = [p for p in loc if not p.isdigit()]
+    for depth in range(len(names), 0, -1):
+        variable = "AUTOTEL_" + "__".join(names[:depth]).upper()
+        if variable in os.environ:
+            return f"from {variable}"
+    return f"from {file_origin}"
+
+
+def _known_keys(section: list[str]) -> list[str]:
+    model: Any = Config
+    for part in section:
+        field_info = getattr(model, "model_fields", {}).get(part)
+        if field_info is None:
+            return []
+        model = field_info.annotation
+    fields = getattr(model, "model_fields", {})
+    return sorted(name for name in fields if name != "config_path")
 
 
 def render_yaml(values: dict[str, Any]) -> str:

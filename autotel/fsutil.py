@@ -3,6 +3,10 @@
 A power cut on a plant PC must leave either the old file or the new one, never a
 torn one. So: write a temporary file in the same folder, flush, fsync, `os.replace`
 over the target, then fsync the folder where the OS allows it (not on Windows).
+
+On Windows a file cannot be renamed over, or moved, while another process has it
+open (a reader such as `autotel jobs ls`); `replace` retries that for a moment
+instead of failing the writer.
 """
 
 from __future__ import annotations
@@ -11,11 +15,35 @@ import contextlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 TEMP_SUFFIX = ".tmp"
+# How long `replace` keeps retrying a rename that Windows refuses because a reader
+# has the file open; readers hold job and state files for milliseconds.
+SHARING_RETRY_S = 2.0
+
+
+def replace(source: Path, target: Path) -> None:
+    """`os.replace`, retried briefly on Windows while another process holds a file open.
+
+    Raises:
+        OSError: the rename failed (on Windows: still refused after SHARING_RETRY_S).
+    """
+    if os.name != "nt":
+        os.replace(source, target)
+        return
+    deadline = time.monotonic() + SHARING_RETRY_S
+    while True:
+        try:
+            os.replace(source, target)
+            return
+        except PermissionError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def fsync_dir(folder: Path) -> None:
@@ -30,13 +58,19 @@ def fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_writer(target: Path, mode: int | None = None) -> Iterator[IO[bytes]]:
+def atomic_writer(
+    target: Path, mode: int | None = None, *, tmp_dir: Path | None = None
+) -> Iterator[IO[bytes]]:
     """Yield a binary file that replaces `target` only if the block ends without error.
 
     On any exception the temporary file is removed and `target` is left untouched.
+    `tmp_dir` puts the temporary file elsewhere on the same file system, for folders
+    where readers must never see one (an admin's per-client archive folder).
     """
     target = Path(target)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=tmp_dir or target.parent
+    )
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -45,7 +79,7 @@ def atomic_writer(target: Path, mode: int | None = None) -> Iterator[IO[bytes]]:
             os.fsync(f.fileno())
         if mode is not None:
             os.chmod(tmp, mode)
-        os.replace(tmp, target)
+        replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -7,7 +7,9 @@ on Windows.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -23,6 +25,10 @@ if os.name == "nt":
             return False
         return True
 
+    def _unlock(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)  # msvcrt locks from the current position
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
 else:
     import fcntl
 
@@ -32,6 +38,9 @@ else:
         except OSError:
             return False
         return True
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 class ProcessLock:
@@ -44,20 +53,44 @@ class ProcessLock:
 
     def acquire(self) -> None:
         """Raises: StateError when another process holds the lock."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        if not _try_lock(fd):
-            os.close(fd)
+        if not self._try_acquire():
             raise StateError(
                 f"another {self.what} is already running for this site (lock {self.path} is held); "
                 "stop it first"
             )
+
+    def acquire_waiting(self, timeout_s: float, poll_s: float = 0.05) -> None:
+        """Wait up to `timeout_s` for the lock, for short critical sections shared by processes.
+
+        Polls, because neither `flock` nor `msvcrt.locking` can block with a timeout.
+
+        Raises:
+            StateError: still held elsewhere after `timeout_s`.
+        """
+        deadline = time.monotonic() + timeout_s
+        while not self._try_acquire():
+            if time.monotonic() >= deadline:
+                raise StateError(
+                    f"waited {timeout_s:g} s for the {self.what} lock {self.path}, still held by "
+                    "another process; if that process hangs, stop it and retry"
+                )
+            time.sleep(poll_s)
+
+    def _try_acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if not _try_lock(fd):
+            os.close(fd)
+            return False
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+        return True
 
     def release(self) -> None:
         if self._fd is not None:
+            with contextlib.suppress(OSError):  # closing the handle frees it anyway
+                _unlock(self._fd)
             os.close(self._fd)
             self._fd = None
 
@@ -67,7 +100,10 @@ class ProcessLock:
             return False
         fd = os.open(self.path, os.O_RDWR)
         try:
-            return not _try_lock(fd)
+            if not _try_lock(fd):
+                return True
+            _unlock(fd)  # Windows wants a lock released before its handle is closed
+            return False
         finally:
             os.close(fd)
 

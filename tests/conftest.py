@@ -6,7 +6,10 @@ never see each other's rows.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,12 +22,29 @@ from autotel.crypto.keys import generate_keypair
 from autotel.site.create import SiteOptions, create_site
 
 
+@contextlib.contextmanager
+def _outside_pytest_tmp(prefix: str) -> Iterator[Path]:
+    """A temporary folder for a PostgreSQL cluster, deliberately not under pytest's basetemp.
+
+    As root, pgserver runs postgres as the user `pgserver` and opens every parent folder
+    to it; every pytest session that starts meanwhile (suites run in parallel on this
+    machine) chmods pytest's base folder back to 0700, locking that user out of a
+    cluster mid-initdb.
+    """
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server() -> Iterator[str]:
     """DSN of the session's embedded PostgreSQL (the `postgres` database)."""
-    server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "pgdata", cleanup_mode="delete")
-    yield server.get_uri()
-    server.cleanup()
+    with _outside_pytest_tmp("autotel-pg-") as root:
+        server = pgserver.get_server(root / "pgdata", cleanup_mode="delete")
+        yield server.get_uri()
+        server.cleanup()
 
 
 @pytest.fixture
@@ -63,3 +83,30 @@ def bare_site(tmp_path: Path, admin_keys: tuple[Path, Path]) -> Config:
     created = create_site(tmp_path / "site",
                           SiteOptions(client_id="plant_A", public_keys=[admin_keys[1]], pin="4321"))
     return load_config(created.config_path)
+
+
+@pytest.fixture
+def migrated_site(site: Config) -> Config:
+    """The `site` fixture with the bundled migrations applied (`readings` exists)."""
+    from autotel.db.migrate import migrate_site
+
+    migrate_site(site)
+    return site
+
+
+@pytest.fixture
+def embedded_site(admin_keys: tuple[Path, Path]) -> Iterator[Config]:
+    """A site without `database.dsn`: it uses its own embedded PostgreSQL, started on demand
+    by `autotel.db.dsn_for` in a fresh state dir, and stopped (`stop_embedded`) afterwards.
+    A first start runs initdb (seconds): use `site` unless the embedded server is the point."""
+    from autotel.db import stop_embedded
+
+    with _outside_pytest_tmp("autotel-site-") as root:
+        created = create_site(
+            root / "site", SiteOptions(client_id="plant_A", public_keys=[admin_keys[1]], pin="4321")
+        )
+        config = load_config(created.config_path)
+        try:
+            yield config
+        finally:
+            stop_embedded(config)

@@ -29,7 +29,7 @@ def _global_options(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="Site configuration file [env AUTOTEL_CONFIG; default ./autotel.yaml]"),
+        typer.Option("--config", "-c", help="Site configuration file (env AUTOTEL_CONFIG; default ./autotel.yaml)"),
     ] = None,
 ) -> None:
     ctx.obj = {"config": config}
@@ -47,18 +47,31 @@ _register_commands()
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns a command's `typer.Exit` code instead of exiting.
+        code = app(standalone_mode=False)
     except AutotelError as e:
-        print(f"autotel: error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
+        fail(str(e), e.exit_code)
     except KeyboardInterrupt:
-        print("autotel: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except typer._click.exceptions.ClickException as e:  # usage errors: exit 2 with click's text
-        e.show()
-        sys.exit(e.exit_code)
-    except typer._click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except typer._click.exceptions.Abort:
-        print("Aborted!", file=sys.stderr)
-        sys.exit(1)
+        fail("interrupted", 130)
+    except typer._click.exceptions.NoArgsIsHelpError:  # the help is already printed
+        sys.exit(2)
+    except typer._click.exceptions.UsageError as e:  # a mistyped command line: exit 2
+        fail(_usage_problem(e), e.exit_code)
+    except typer._click.exceptions.ClickException as e:
+        fail(e.format_message(), e.exit_code)
+    except typer.Abort:
+        fail("aborted", 1)
+    except OSError as e:  # a path the user gave that cannot be read or written
+        fail(f"{str(e.filename) + ': ' if e.filename else ''}{e.strerror or e}", 1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def fail(message: str, exit_code: int) -> None:
+    """The one way autotel reports an error: `autotel: error: ...` on stderr, then exit."""
+    print(f"autotel: error: {message}", file=sys.stderr)
+    sys.exit(exit_code)
+
+
+def _usage_problem(error: typer._click.exceptions.UsageError) -> str:
+    command = error.ctx.command_path if error.ctx is not None else "autotel"
+    return f"{error.format_message()} (see `{command} --help`)"

@@ -28,3 +28,15 @@ def warn(text: str) -> None:
 
 def print_json(data: Any) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=2, default=str), flush=True)
+
+
+def render_table(header: tuple[str, ...], rows: list[tuple[str, ...]], width: int) -> list[str]:
+    """Left-aligned columns two spaces apart; the last column is cut with `…` to fit `width`."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    lines = []
+    for row in [header, *rows]:
+        head = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  "
+        room = max(10, width - len(head))
+        last = row[-1] if len(row[-1]) <= room else row[-1][: room - 1] + "…"
+        lines.append((head + last).rstrip())
+    return lines

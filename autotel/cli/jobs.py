@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 from typing import Annotated, Any
 
 import typer
 
-from autotel.cli._common import print_json, say, site_config
-from autotel.errors import ConfigError
+from autotel.cli._common import print_json, render_table, say, site_config
+from autotel.errors import ConfigError, JobError
+from autotel.runner.kinds import available_kinds
 from autotel.spool.jobfile import current_step
 from autotel.spool.queue import Spool
+from autotel.state import JOB_STATES
 from autotel.timeutil import parse_iso, utcnow
 
 jobs_app = typer.Typer(no_args_is_help=True, help="List, add and inspect jobs.")
@@ -22,21 +25,19 @@ def register(app: typer.Typer) -> None:
 @jobs_app.command("ls")
 def jobs_ls(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option(min=1, max=10000, help="Newest N jobs")] = 30,
-    state: Annotated[str | None, typer.Option(help="queued, running, done or failed")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100000, help="Show the newest N jobs")] = 30,
+    state: Annotated[str | None, typer.Option(help="Only queued, running, done or failed jobs")] = None,
 ) -> None:
-    """A table of jobs, newest last: id, kind, state, step, age, result."""
-    jobs = sorted(Spool(site_config(ctx).state).all_jobs(), key=lambda j: str(j.get("id")))
-    if state:
-        jobs = [j for j in jobs if j.get("state") == state]
-    rows = [_row(j) for j in jobs[-limit:]]
-    if not rows:
-        say("no jobs")
+    """A table of jobs, newest last: id, kind, state, step, age, result or error."""
+    folders = JOB_STATES if state is None else (_folder_of(state),)
+    jobs = Spool(site_config(ctx).state).recent(limit, folders)
+    if not jobs:
+        say("no jobs" + (f" {state}" if state else ""))
         return
-    header = ("ID", "KIND", "STATE", "STEP", "AGE", "RESULT")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
-    for row in [header, *rows]:
-        say("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    width = shutil.get_terminal_size((120, 24)).columns
+    for line in render_table(("ID", "KIND", "STATE", "STEP", "AGE", "RESULT"),
+                             [_row(j) for j in jobs], width):
+        say(line)
 
 
 @jobs_app.command("add")
@@ -46,22 +47,33 @@ def jobs_add(
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE, repeatable")] = None,
     wait: Annotated[float, typer.Option(help="Wait up to this many seconds for the result")] = 0,
 ) -> None:
-    """Queue a job of KIND; prints its id."""
+    """Queue a job of KIND; prints its id (with --wait, then its outcome)."""
     config = site_config(ctx)
+    known = available_kinds(config.install_path)
+    if kind not in known:
+        raise JobError(f"unknown job kind {kind!r}; known kinds: {', '.join(known)}")
     spool = Spool(config.state)
     job_id = spool.submit(kind, _parse_params(param or []))
     say(job_id)
     if wait > 0:
         job = spool.wait(job_id, wait)
-        say(f"{job['state']}" + (f": {job['error']}" if job.get("error") else ""))
         if job["state"] != "done":
-            raise typer.Exit(5)
+            raise JobError(f"job {job_id} failed: {job.get('error')}")
+        say("done")
 
 
 @jobs_app.command("show")
 def jobs_show(ctx: typer.Context, job_id: str) -> None:
     """The whole record of one job (an id or a unique prefix)."""
     print_json(Spool(site_config(ctx).state).load(job_id))
+
+
+def _folder_of(state: str) -> str:
+    folders = {"queued": "queue", "queue": "queue", "running": "running", "done": "done",
+               "failed": "failed"}
+    if state not in folders:
+        raise ConfigError(f"--state {state!r}: expected queued, running, done or failed")
+    return folders[state]
 
 
 def _parse_params(pairs: list[str]) -> dict[str, str]:
@@ -93,11 +105,13 @@ def _age(created: Any) -> str:
 
 
 def _result(job: dict[str, Any]) -> str:
+    """The error of a failed job, else its result as `key=value` pairs."""
     if job.get("error"):
-        return str(job["error"]).splitlines()[0][:80]
+        lines = str(job["error"]).splitlines()
+        return lines[0] if lines else ""
     result = job.get("result")
     if isinstance(result, dict) and result:
-        return ", ".join(f"{k}={v}" for k, v in list(result.items())[:3])[:80]
+        return ", ".join(f"{k}={v}" for k, v in result.items())
     return ""
 
 

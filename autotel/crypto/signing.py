@@ -58,6 +58,20 @@ def sign(key: rsa.RSAPrivateKey, message: bytes) -> bytes:
     )
 
 
+def sign_deterministic(key: rsa.RSAPrivateKey, message: bytes) -> bytes:
+    """RSA-PSS with an empty salt: the same message always gives the same signature.
+
+    For update packages, whose zip must be byte-identical when published twice
+    from the same inputs. Still standard PSS (RFC 8017 allows salt length 0), so
+    `verify` below and `openssl dgst ... -sigopt rsa_pss_saltlen:auto` accept it.
+    """
+    return key.sign(
+        message,
+        padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=0),
+        hashes.SHA256(),
+    )
+
+
 def verify(keys: Iterable[rsa.RSAPublicKey], message: bytes, signature: bytes) -> bool:
     """True if any of `keys` (several during a key rotation) signed `message`."""
     for key in keys:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
+import re
 import socket
 import ssl
 from collections.abc import Iterable
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from autotel.errors import ConfigError
 from autotel.fsutil import atomic_write_bytes
 
 VALID_DAYS = 3650
@@ -36,7 +38,11 @@ def fingerprint_pem(pem: str | bytes) -> str:
 
 
 def machine_names() -> tuple[list[str], list[str]]:
-    """DNS names and IP addresses this machine answers to, for the certificate's SAN."""
+    """DNS names and IP addresses this machine answers to, for the certificate's SAN.
+
+    The host name's own addresses, plus the address of the interface that carries
+    the default route (what an admin on the plant network most likely dials).
+    """
     dns = {"localhost"}
     ips = {"127.0.0.1", "::1"}
     host = socket.gethostname()
@@ -47,7 +53,37 @@ def machine_names() -> tuple[list[str], list[str]]:
                 ips.add(str(info[4][0]).split("%")[0])
         except OSError:
             pass
+    ips.update(_outbound_addresses())
     return sorted(dns), sorted(ips)
+
+
+def _outbound_addresses() -> set[str]:
+    """The local address of the default route per family; connecting UDP sends nothing."""
+    found = set()
+    for family, probe in ((socket.AF_INET, "192.0.2.1"), (socket.AF_INET6, "2001:db8::1")):
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as sock:
+                sock.connect((probe, 9))
+                found.add(str(sock.getsockname()[0]).split("%")[0])
+        except OSError:
+            continue
+    return found
+
+
+_DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def check_names(dns_names: Iterable[str], ips: Iterable[str]) -> None:
+    """Raises: ConfigError for an entry that is not a DNS name (ASCII labels) or an IP address."""
+    for ip in ips:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise ConfigError(f"--ip {ip!r}: not an IP address") from None
+    for name in dns_names:
+        labels = name.removeprefix("*.").rstrip(".").split(".")
+        if len(name) > 253 or not all(_DNS_LABEL.match(label) for label in labels):
+            raise ConfigError(f"--dns {name!r}: not a DNS name (letters, digits, '-' and dots)")
 
 
 def make_certificate(
@@ -93,8 +129,10 @@ def write_certificate(
     """(Re)generate `cert.pem` and `key.pem` in `tls_dir`; return the new fingerprint.
 
     Raises:
-        ValueError: an entry of `extra_ips` is not an IP address.
+        ConfigError: an entry of `extra_dns` or `extra_ips` is not a name / an address.
     """
+    extra_dns, extra_ips = list(extra_dns), list(extra_ips)
+    check_names(extra_dns, extra_ips)
     dns, ips = machine_names()
     cert_pem, key_pem = make_certificate(common_name, [*dns, *extra_dns], [*ips, *extra_ips])
     tls_dir.mkdir(parents=True, exist_ok=True)

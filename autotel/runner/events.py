@@ -1,6 +1,8 @@
 """Progress events: one JSON line each in `state/events.jsonl`, which the portal streams.
 
-`{"time", "job", "kind", "step", "pct", "msg"}` (+ `msg_en` when there is one).
+`{"time", "job", "kind", "step", "pct", "msg"}` (+ `msg_en` when there is one). The
+runner's own "step started" event also carries `attempt` (1, 2, ... with retries);
+events a step reports about its progress do not.
 Appends are single writes, so the runner and its worker never interleave lines.
 """
 

@@ -4,7 +4,8 @@ A job file in `running/` is the record of where a job is. Every step's state is
 written (atomically) before the step starts and after it ends, so a runner killed
 at any point resumes at the first step not marked `done`, and never runs a finished
 step twice. When a step fails for good, the kind's `on_failure` steps run (they are
-recorded and resumed the same way), then the job moves to `failed/`.
+recorded and resumed the same way), then the job moves to `failed/`. A job whose
+record is already final was interrupted while being moved: it is only moved on.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from autotel.runner.events import emit
 from autotel.runner.kinds import JobKind, StepPolicy, load_kind
 from autotel.runner.progress import step_span
 from autotel.runner.worker import StepWorker
+from autotel.spool.jobfile import FINAL_STATES
 from autotel.spool.queue import Spool
 from autotel.timeutil import now_iso
 
@@ -35,6 +37,8 @@ class JobExecutor:
 
     def execute(self, path: Path, job: dict[str, Any]) -> str:
         """Run (or resume) the job at `path` in `running/`; return its final state."""
+        if job.get("state") in FINAL_STATES:
+            return self._move_on(path, job)
         try:
             kind = load_kind(job["kind"], self.config.install_path, self.known_steps)
         except JobError as e:
@@ -42,8 +46,7 @@ class JobExecutor:
         if job.get("state") != "failing":
             job["state"] = "running"
         job.setdefault("started", now_iso())
-        self._plan(job, "main", kind.steps)
-        self.spool.save(path, job)
+        self._plan(job, "main", kind.steps)  # saved with the first step's start, below
         if job["state"] == "running":
             error = self._run_phase(path, job, kind, "main", kind.steps)
             if error is None:
@@ -83,9 +86,9 @@ class JobExecutor:
             record.update(state="running", started=now_iso(), finished=None, error=None,
                           attempt=attempt + 1)
             self.spool.save(path, job)
-            emit(self.config.state.events, job, policy.name, low, policy.msg,
+            emit(self.config.state.events, job, policy.name, low, policy.msg, attempt=attempt + 1,
                  **({"msg_en": policy.msg_en} if policy.msg_en else {}))
-            outcome = self._call(job, policy.name, low, high, timeout)
+            outcome = self._call(job, policy, low, high, timeout)
             record["finished"] = now_iso()
             if outcome["ok"]:
                 record.update(state="done", result=outcome.get("result") or {})
@@ -99,9 +102,11 @@ class JobExecutor:
                 time.sleep(policy.retry_delay_s)
         return f"step {policy.name} failed: {record['error']}"
 
-    def _call(self, job: dict[str, Any], step: str, low: float, high: float,
+    def _call(self, job: dict[str, Any], policy: StepPolicy, low: float, high: float,
               timeout: float) -> dict[str, Any]:
-        request = {"step": step, "job": job, "pct_from": low, "pct_to": high}
+        """Run one attempt in the worker; the step sees the kind's fixed params over the job's."""
+        seen = {**job, "params": {**(job.get("params") or {}), **policy.params}}
+        request = {"step": policy.name, "job": seen, "pct_from": low, "pct_to": high}
         try:
             return self.worker.run(request, timeout)
         except AutotelError as e:
@@ -118,6 +123,14 @@ class JobExecutor:
         self.spool.finish(path, job, "done")
         emit(self.config.state.events, job, "done", 100, "Готово", msg_en="Done")
         return "done"
+
+    def _move_on(self, path: Path, job: dict[str, Any]) -> str:
+        """Finish the move a crash interrupted; the steps are not run again."""
+        state = str(job["state"])
+        self.spool.finish(path, job, state)
+        emit(self.config.state.events, job, state, 100 if state == "done" else self._last_pct(job),
+             str(job.get("error") or ""))
+        return state
 
     def _fail(self, path: Path, job: dict[str, Any], error: str) -> str:
         job["result"] = merged_results(job)

@@ -2,13 +2,15 @@
 
 A kind is data: `jobs/apply.yaml` says `steps: [verify, backup, patch, migrate,
 restart]` and `on_failure: [rollback]`. A step entry is a name or a mapping with
-`name`, `timeout_s`, `retries`, `retry_delay_s`, and the progress message shown
+`name`, `timeout_s`, `retries`, `retry_delay_s`, `params` (fixed by the kind; they
+win over the job's own params of the same name), and the progress message shown
 when it starts (`msg`, Ukrainian, and `msg_en`). The site's own `jobs/` folder in the
 install directory may add kinds or override the shipped ones.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ class StepPolicy(BaseModel):
     timeout_s: float | None = Field(None, gt=0)
     retries: int = Field(0, ge=0, le=100)
     retry_delay_s: float = Field(1.0, ge=0)
+    params: dict[str, Any] = {}
     msg: str = ""
     msg_en: str = ""
 
@@ -58,8 +61,11 @@ def load_kind(kind: str, install_dir: Path | None, known_steps: set[str]) -> Job
     """Raises: JobError naming the file when the kind is unknown, invalid or uses an unknown step."""
     for folder in kind_dirs(install_dir):
         path = folder / f"{kind}.yaml"
-        if path.is_file():
-            return _parse_kind(kind, path, known_steps)
+        if not path.is_file():
+            continue
+        stat = path.stat()
+        return _parse_kind_cached(kind, path, stat.st_mtime_ns, stat.st_size,
+                                  frozenset(known_steps))
     searched = ", ".join(str(d) for d in kind_dirs(install_dir))
     raise JobError(f"unknown job kind {kind!r}: no {kind}.yaml in {searched}")
 
@@ -68,7 +74,14 @@ def available_kinds(install_dir: Path | None) -> list[str]:
     return sorted({p.stem for d in kind_dirs(install_dir) for p in d.glob("*.yaml")})
 
 
-def _parse_kind(kind: str, path: Path, known_steps: set[str]) -> JobKind:
+@functools.lru_cache(maxsize=256)
+def _parse_kind_cached(kind: str, path: Path, mtime_ns: int, size: int,
+                       known_steps: frozenset[str]) -> JobKind:
+    """Parsing a kind costs more than a job's bookkeeping; an edited file has a new key."""
+    return _parse_kind(kind, path, known_steps)
+
+
+def _parse_kind(kind: str, path: Path, known_steps: frozenset[str]) -> JobKind:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if not isinstance(data, dict):
@@ -76,6 +89,8 @@ def _parse_kind(kind: str, path: Path, known_steps: set[str]) -> JobKind:
         parsed = JobKind(**data, name=kind, source=str(path))
     except yaml.YAMLError as e:
         raise JobError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise JobError(f"{path}: cannot read the job kind: {e}") from None
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors(include_url=False)

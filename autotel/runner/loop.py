@@ -22,15 +22,11 @@ from autotel.errors import JobError
 from autotel.lockfile import ProcessLock
 from autotel.runner.execute import JobExecutor
 from autotel.runner.worker import StepWorker
-from autotel.spool.jobfile import parse_job
+from autotel.spool.jobfile import parse_job, reset_for_retry
 from autotel.spool.queue import Spool
 from autotel.steps import load_steps
 
 log = logging.getLogger("autotel.runner")
-
-# A job file that is not valid JSON may still be being written by a careless
-# producer (not via rename); leave it this long before calling it broken.
-SETTLE_S = 2.0
 
 
 class Runner:
@@ -45,6 +41,7 @@ class Runner:
     def run_forever(self) -> None:
         self.config.state.create()
         self.lock.acquire()
+        logging.getLogger("watchfiles").setLevel(logging.WARNING)  # one line per event is noise
         try:
             self.worker.start()
             log.info("runner started for %s", self.config.state.root)
@@ -65,7 +62,7 @@ class Runner:
                 return
             path = self.config.state.job_dir("running") / name
             log.info("resuming %s, left running by a runner that stopped", name)
-            self._execute(path)
+            self._execute_safely(path, resumed=True)
 
     def drain(self) -> None:
         """Run every job in the queue, oldest first, until none is left that can be taken now."""
@@ -78,7 +75,7 @@ class Runner:
                     continue
                 claimed = self.spool.claim(name)
                 if claimed is not None:
-                    self._execute(claimed)
+                    self._execute_safely(claimed, resumed=False)
                     ran = True
             if not ran:
                 return
@@ -93,19 +90,30 @@ class Runner:
             return False
         except (OSError, JobError):
             try:
-                return time.time() - os.stat(path).st_mtime < SETTLE_S
+                return time.time() - os.stat(path).st_mtime < self.config.runner.settle_s
             except FileNotFoundError:
                 return False
 
-    def _execute(self, path: Path) -> None:
+    def _execute(self, path: Path, *, resumed: bool) -> None:
+        """Run one job in `running/`; whatever goes wrong, the runner goes on to the next.
+
+        A job taken from the queue that already ran (moved back by hand) starts over;
+        one found in `running/` at start resumes where it stopped.
+        """
         try:
             job = parse_job(path.read_bytes(), path.name)
         except JobError as e:
             log.warning("%s", e)
             self.spool.reject(path, str(e))
             return
-        except OSError as e:
-            log.warning("cannot read %s: %s", path, e)
-            return
+        if not resumed and job["state"] != "queued":
+            job = reset_for_retry(job)
         state = self.executor.execute(path, job)
         log.info("job %s (%s) %s", job["id"], job["kind"], state)
+
+    def _execute_safely(self, path: Path, *, resumed: bool) -> None:
+        try:
+            self._execute(path, resumed=resumed)
+        except Exception:  # e.g. a full disk: the file stays in running/ for the next start
+            log.exception("%s stopped by an unexpected error; it resumes when the runner restarts",
+                          path.name)

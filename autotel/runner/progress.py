@@ -21,7 +21,7 @@ class StepReporter:
         self.low, self.high = request["pct_from"], request["pct_to"]
         self.last = self.low
 
-    def report(self, fraction: float, msg: str) -> None:
+    def report(self, fraction: float, msg: str, msg_en: str = "") -> None:
         pct = max(self.last, self.low + (self.high - self.low) * fraction)
         self.last = pct
-        emit(self.events_file, self.job, self.step, pct, msg)
+        emit(self.events_file, self.job, self.step, pct, msg, **({"msg_en": msg_en} if msg_en else {}))

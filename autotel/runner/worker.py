@@ -3,17 +3,29 @@
 Python cannot stop a thread, so a step that hangs past its timeout could only be
 abandoned, not stopped. Steps therefore run in a child process (spawned, so it
 works the same on Windows) that the runner kills and replaces on a timeout.
+
+The worker must never outlive the runner: after a `kill -9` of the runner, the next
+runner resumes the interrupted step, and two copies of it must not run at once. So
+the worker watches its parent and exits the moment it is gone. It ignores Ctrl+C
+(which the console sends to the whole process group): stopping is the runner's call.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
+import threading
 import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from autotel.errors import AutotelError, StepTimeoutError
+from autotel.errors import AutotelError, JobError, StepTimeoutError
+
+STOP_GRACE_S = 1.0
+READY_TIMEOUT_S = 60.0
+READY = "ready"
 
 
 class StepWorker:
@@ -34,6 +46,23 @@ class StepWorker:
         self._process.start()
         child.close()
         self._conn = parent
+        self._await_ready()
+
+    def _await_ready(self) -> None:
+        """Wait for the worker's hello, so a step's timeout never includes the spawn.
+
+        Raises:
+            JobError: the worker died or stayed silent while starting (e.g. a broken install).
+        """
+        assert self._conn is not None
+        try:
+            if self._conn.poll(READY_TIMEOUT_S) and self._conn.recv() == READY:
+                return
+        except (EOFError, OSError):
+            pass
+        self.stop(grace_s=0)
+        raise JobError(f"the step worker process did not start within {READY_TIMEOUT_S:g} s; "
+                       "see the runner's log")
 
     def run(self, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         """Run one step; return `{"ok": True, "result": ...}` or `{"ok": False, "error": ...}`.
@@ -41,8 +70,8 @@ class StepWorker:
         Raises:
             StepTimeoutError: no answer within `timeout_s`; the worker was killed and replaced.
         """
-        if self._conn is None:
-            self.start()
+        if self._conn is None or not self._process.is_alive():  # e.g. killed while idle
+            self._restart()
         assert self._conn is not None
         try:
             self._conn.send(request)
@@ -58,17 +87,20 @@ class StepWorker:
         )
 
     def _restart(self) -> None:
-        self.stop()
+        """Replace a worker that hangs or died; it gets no grace, its step already failed."""
+        self.stop(grace_s=0)
         self.start()
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Close the pipe (an idle worker then exits by itself); kill it if it does not."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
         if self._process is not None:
+            self._process.join(grace_s)
             if self._process.is_alive():
                 self._process.kill()
-            self._process.join(10)
+                self._process.join(10)
             self._process = None
 
 
@@ -79,8 +111,13 @@ def worker_main(conn: Connection, config_path: str) -> None:
     from autotel.steps import load_steps
     from autotel.steps.context import StepContext
 
+    _exit_with_parent()
+    for name in ("SIGINT", "SIGBREAK"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     steps = load_steps()
     config = load_config(Path(config_path))
+    conn.send(READY)
     while True:
         try:
             request = conn.recv()
@@ -98,3 +135,16 @@ def worker_main(conn: Connection, config_path: str) -> None:
             answer = {"ok": False, "error": f"{type(e).__name__}: {e}", "type": type(e).__name__,
                       "traceback": traceback.format_exc(limit=8)}
         conn.send(answer)
+
+
+def _exit_with_parent() -> None:
+    """Exit at once when the runner dies, even in the middle of a step (see module doc)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import re
 import secrets
-import shutil
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autotel.config import SEMVER_PATTERN, load_config, render_yaml
+from autotel.config import SEMVER_PATTERN, config_from_values, render_yaml
 from autotel.crypto.signing import load_public_key
 from autotel.crypto.tls import write_certificate
 from autotel.errors import ConfigError
-from autotel.fsutil import atomic_write_text
+from autotel.fsutil import atomic_write_bytes, atomic_write_text
 
 
 @dataclass
@@ -52,30 +51,26 @@ def create_site(directory: Path, options: SiteOptions, *, force: bool = False) -
         raise ConfigError(f"--version {options.version!r}: expected a semantic version X.Y.Z")
     for key in options.public_keys:
         load_public_key(key)
-    directory.mkdir(parents=True, exist_ok=True)
     pin = options.pin or f"{secrets.randbelow(10**6):06d}"
     client_id = options.client_id or default_client_id()
-    values = _config_values(directory, options, client_id, pin)
+    values = _config_values(options, client_id, pin, len(options.public_keys))
+    config = config_from_values(values, config_path, "the init options")  # nothing written yet
+    directory.mkdir(parents=True, exist_ok=True)
+    for source, relative in zip(options.public_keys, values["trusted_keys"], strict=True):
+        (directory / relative).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(directory / relative, Path(source).read_bytes(), mode=0o644)
     atomic_write_text(config_path, "# autotel site configuration (written by `autotel init`)\n" + render_yaml(values))
-    config = load_config(config_path)
     config.state.create()
     atomic_write_text(config.state.version_file, options.version + "\n")
     fingerprint = write_certificate(config.state.tls, f"autotel agent {client_id}")
     return CreatedSite(config_path, pin, fingerprint, client_id)
 
 
-def _config_values(directory: Path, options: SiteOptions, client_id: str, pin: str) -> dict[str, Any]:
+def _config_values(options: SiteOptions, client_id: str, pin: str, key_count: int) -> dict[str, Any]:
     values: dict[str, Any] = {"client_id": client_id}
     if options.product:
         values["product"] = options.product
-    trusted = []
-    for index, key in enumerate(options.public_keys, start=1):
-        target = directory / "keys" / ("admin.pem" if index == 1 else f"admin{index}.pem")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if key.resolve() != target.resolve():
-            shutil.copyfile(key, target)
-        trusted.append(target.relative_to(directory).as_posix())
-    values["trusted_keys"] = trusted
+    values["trusted_keys"] = [f"keys/admin{'' if n == 1 else n}.pem" for n in range(1, key_count + 1)]
     values["agent"] = {"port": options.agent_port} if options.agent_port is not None else {}
     values["portal"] = {"pin": pin, **({"port": options.portal_port} if options.portal_port is not None else {})}
     values["database"] = {"dsn": options.dsn or ""}

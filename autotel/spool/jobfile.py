@@ -74,10 +74,30 @@ def encode_job(job: dict[str, Any]) -> bytes:
     return (json.dumps(job, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 
 
+FINAL_STATES = ("done", "failed")
+
+
 def current_step(job: dict[str, Any]) -> str:
-    """The step a person would want to see in a listing: the running one, else the last one."""
-    for step in job.get("steps", []):
-        if step.get("state") == "running":
-            return str(step["name"])
-    steps = job.get("steps", [])
-    return str(steps[-1]["name"]) if steps else ""
+    """The step a person wants to see in a listing: the running one, else the one that
+    failed, else the last one that ran; with its position, e.g. `backup (2/5)`."""
+    steps = [s for s in job.get("steps", []) if isinstance(s, dict)]
+    main = [s for s in steps if s.get("phase", "main") == "main"]
+    for wanted in ("running", "failed", "done"):
+        matches = [s for s in steps if s.get("state") == wanted]
+        if matches:
+            step = matches[-1]
+            if step in main:
+                return f"{step.get('name')} ({main.index(step) + 1}/{len(main)})"
+            return f"{step.get('name')} (on failure)"
+    return ""
+
+
+def reset_for_retry(job: dict[str, Any]) -> dict[str, Any]:
+    """A job someone put back into the queue after it ran (e.g. moved from `failed/`).
+
+    It runs again from its first step: steps are idempotent, and a failed job may
+    have been rolled back, so results recorded by the earlier run prove nothing now.
+    """
+    kept: dict[str, Any] = {k: job[k] for k in ("id", "kind", "params", "created") if k in job}
+    return {**kept, "state": "queued", "steps": [], "result": None, "error": None,
+            "retried_from": job.get("state")}

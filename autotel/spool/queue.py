@@ -10,11 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from autotel.errors import JobError, StateError
-from autotel.fsutil import atomic_write_bytes, atomic_write_text, fsync_dir
-from autotel.spool.jobfile import encode_job, is_job_name, job_id, new_job, new_job_name
+from autotel.fsutil import atomic_write_bytes, atomic_write_text, fsync_dir, replace
+from autotel.spool.jobfile import (
+    FINAL_STATES,
+    encode_job,
+    is_job_name,
+    job_id,
+    new_job,
+    new_job_name,
+)
 from autotel.state import JOB_STATES, StatePaths
-
-FINAL_STATES = ("done", "failed")
 
 
 class Spool:
@@ -35,7 +40,7 @@ class Spool:
         self.paths.spool_tmp.mkdir(parents=True, exist_ok=True)
         staged = self.paths.spool_tmp / name
         atomic_write_bytes(staged, encode_job(job))
-        os.replace(staged, self.paths.queue / name)
+        replace(staged, self.paths.queue / name)
         fsync_dir(self.paths.queue)
         return str(job["id"])
 
@@ -68,7 +73,7 @@ class Spool:
         assert state in FINAL_STATES
         self.save(path, job)
         target = self.paths.job_dir(state) / path.name
-        os.replace(path, target)
+        replace(path, target)
         fsync_dir(target.parent)
         return target
 
@@ -76,7 +81,7 @@ class Spool:
         """Move an unreadable job file to `failed/` with the reason in a file beside it."""
         target = self.paths.job_dir("failed") / path.name
         atomic_write_text(target.with_name(target.name + ".reason.txt"), reason + "\n")
-        os.replace(path, target)
+        replace(path, target)
         fsync_dir(target.parent)
 
     def find(self, ident: str) -> tuple[str, Path]:
@@ -109,6 +114,16 @@ class Spool:
             for name in self._names(state):
                 yield read_job_record(self.paths.job_dir(state) / name, state)
 
+    def recent(self, limit: int, states: tuple[str, ...] = JOB_STATES) -> list[dict[str, Any]]:
+        """The newest `limit` jobs in the given folders, oldest first.
+
+        Names sort by submission time, so only the files shown are read, however many
+        finished jobs have piled up.
+        """
+        named = sorted((name, state) for state in states for name in self._names(state))
+        return [read_job_record(self.paths.job_dir(state) / name, state)
+                for name, state in named[-limit:]]
+
     def wait(self, ident: str, timeout_s: float, poll_s: float = 0.02) -> dict[str, Any]:
         """Block until the job is done or failed; return its record.
 
@@ -124,7 +139,7 @@ class Spool:
                     return read_job_record(path, state)
             if time.monotonic() >= deadline:
                 raise JobError(
-                    f"job {ident} did not finish within {timeout_s:.0f} s; is `autotel runner` "
+                    f"job {ident} did not finish within {timeout_s:g} s; is `autotel runner` "
                     "(or the watchdog) running?"
                 )
             time.sleep(poll_s)
@@ -137,7 +152,9 @@ def read_job_record(path: Path, folder_state: str) -> dict[str, Any]:
         if not isinstance(job, dict):
             raise ValueError("not an object")
     except (OSError, ValueError) as e:
-        job = {"kind": "?", "state": folder_state, "error": f"unreadable job file: {e}"}
+        reason = path.with_name(path.name + ".reason.txt")
+        why = reason.read_text(encoding="utf-8").strip() if reason.exists() else None
+        job = {"kind": "?", "state": folder_state, "error": why or f"unreadable job file: {e}"}
     job.setdefault("id", job_id(path.name))
     job["state"] = "queued" if folder_state == "queue" else folder_state
     return job

@@ -15,7 +15,7 @@ class StepContext:
     config: Config
     job: dict[str, Any]
     step_name: str
-    report: Callable[[float, str], None] = field(repr=False)
+    report: Callable[..., None] = field(repr=False)  # (fraction, msg[, msg_en])
 
     @property
     def params(self) -> dict[str, Any]:
@@ -34,6 +34,10 @@ class StepContext:
                 merged.update(record["result"])
         return merged
 
-    def progress(self, fraction: float, msg: str = "") -> None:
-        """Report how far this step is (0.0–1.0); the runner maps it to the job's overall pct."""
-        self.report(max(0.0, min(1.0, fraction)), msg)
+    def progress(self, fraction: float, msg: str = "", msg_en: str = "") -> None:
+        """Report how far this step is (0.0–1.0); the runner maps it to the job's overall pct.
+
+        `msg` is shown to the operator (Ukrainian), `msg_en` on the English page.
+        """
+        english = (msg_en,) if msg_en else ()
+        self.report(max(0.0, min(1.0, fraction)), msg, *english)

@@ -1,0 +1,109 @@
+"""One `autotel push` session, in the order that loses nothing.
+
+1. Everything local is checked first (key, update package, storage, the lock), so a
+   mistake fails before the site does any work.
+2. The agent's certificate is compared with the pin (or pinned on first contact).
+3. Challenge, signature, token; then the export from this client's cursor, stored
+   and verified before the cursor moves; then the optional update, in the same
+   session. A failure anywhere leaves the cursor where the last verified archive
+   put it, so re-running delivers the same rows again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autotel.admin.offer import UpdateOffer
+from autotel.admin.pinning import (
+    PinAction,
+    PinnedCert,
+    address_of,
+    decide,
+    fetch_certificate,
+    normalize_fingerprint,
+)
+from autotel.admin.session import AgentSession, Timeouts, UpdateAnswer
+from autotel.admin.storage import ClientStorage, StoredExport
+from autotel.crypto.signing import load_private_key
+from autotel.crypto.tls import fingerprint_pem
+
+
+@dataclass(frozen=True)
+class PushRequest:
+    host: str
+    client_id: str
+    port: int = 9876
+    key_path: Path = Path("private.pem")
+    storage: Path = Path("data_storage")
+    update: Path | None = None
+    accept_cert: str | None = None
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+@dataclass(frozen=True)
+class PushResult:
+    address: str
+    fingerprint: str
+    pin: PinAction
+    export: StoredExport
+    seconds: float
+    update: UpdateAnswer | None
+    update_version: str | None
+
+
+def push(request: PushRequest, notice: Callable[[str], None] = lambda _: None) -> PushResult:
+    """Run one session; `notice` hears what the admin should see before it ends.
+
+    Raises:
+        ConfigError: bad key file, bad --accept-cert, bad client id, missing package.
+        PackageError: the --update file is not an update package.
+        StateError: another push of this client is running; the storage is unusable.
+        UnreachableError, CertificateChangedError, AuthRefusedError, TransferError.
+    """
+    key = load_private_key(request.key_path)
+    offer = UpdateOffer.from_zip(request.update) if request.update else None
+    accept = normalize_fingerprint(request.accept_cert) if request.accept_cert else None
+    storage = ClientStorage(request.storage, request.client_id)
+    with storage.locked():
+        started = time.monotonic()
+        pinned, action = _pinned_certificate(request, storage, accept, notice)
+        with AgentSession(request.host, request.port, pinned, request.timeouts) as session:
+            session.authenticate(key)
+            with session.export(storage.read_cursor()) as stream:
+                stored = storage.receive(stream.announced, stream.chunks)
+            answer = session.send_update(offer) if offer else None
+        return PushResult(
+            address_of(request.host, request.port),
+            pinned.sha256,
+            action,
+            stored,
+            time.monotonic() - started,
+            answer,
+            offer.version if offer else None,
+        )
+
+
+def _pinned_certificate(
+    request: PushRequest, storage: ClientStorage, accept: str | None, notice: Callable[[str], None]
+) -> tuple[PinnedCert, PinAction]:
+    """The certificate this session will trust exactly, pinned first if new or accepted."""
+    address = address_of(request.host, request.port)
+    known = storage.known_agents
+    pinned = known.get(address)
+    pem = fetch_certificate(request.host, request.port, request.timeouts.connect_s)
+    presented = fingerprint_pem(pem)
+    action = decide(address, pinned, presented, accept)
+    if action is PinAction.TRUSTED and pinned is not None:
+        return pinned, action
+    cert = known.pin(address, pem)
+    if action is PinAction.FIRST_CONTACT:
+        notice(f"first contact with {address}: pinned its certificate SHA256 {presented}")
+    else:
+        notice(
+            f"accepted the new certificate of {address}: SHA256 {presented} "
+            f"(was {pinned.sha256 if pinned else '-'})"
+        )
+    return cert, action

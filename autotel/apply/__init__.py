@@ -1,0 +1,33 @@
+"""Applying a confirmed update: the logic behind the steps of `jobs/apply.yaml`.
+
+The steps (`autotel/steps/{verify,backup,patch,migrate,restart,rollback}.py`) are
+thin; the work is here, split so that decisions stay apart from disk and database:
+
+    plan.py       pure: files replaced or created, backup names, which backups to
+                  drop, whether the disk has room
+    targets.py    where a package path lands, checked again right before any write
+    package.py    reopen the verified package through its manifest's SHA-256
+    workdir.py    the job's work folder under state/staging/ and its journal
+    backup.py     write, re-check and restore `backups/backup_v<old>_<stamp>.zip`
+    install.py    stage the new files, then rename them into place
+    migrations.py the connection for `autotel.db.migrate` (one transaction)
+    finish.py     version.txt, restart.flag, clear the pending package
+    durable.py    flush many files at once; file work on a few threads
+    faults.py     the test seam that halts or fails the apply at a named point
+
+What each step leaves behind for a resumed job (every step is idempotent):
+
+    verify   its result: package path, sha256, manifest sha256, versions
+    backup   state/staging/apply-<job>/backup.json names the backup before it is
+             written and adds its sha256 after; a re-run reuses it if it still
+             hashes right, else rewrites it under the same name
+    patch    state/staging/apply-<job>/journal.json: staging → staged → replacing →
+             replaced; a staged file (files/<path>) leaves the folder in the very
+             rename that installs it, so the folder says which files are done
+    migrate  schema_migrations rows, in the same transaction as the migrations
+    restart  version.txt, restart.flag, then the package cleared (the last act)
+    rollback restores what differs from the backup, removes what was created
+
+Verifying the package's signature is `autotel.package`'s job; running migrations
+and their bookkeeping is `autotel.db`'s.
+"""

@@ -1,0 +1,64 @@
+"""Making many new files durable at once, and doing file work on a few threads.
+
+One fsync per file, one after another, costs a journal commit each (~0.4 ms here,
+so 0.4 s for 1,000 files). On Linux one `syncfs()` flushes the whole file system
+that holds them, as an admin's `cp -a …; sync` would, but without waiting for other
+disks (a hung network mount must not stall an update); elsewhere, or if it fails,
+each file is fsynced, from a few threads at once so the file system batches them.
+Directories are fsynced after the renames into them, where the OS allows it
+(`autotel.fsutil.fsync_dir`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from autotel.fsutil import fsync_dir
+
+T = TypeVar("T")
+R = TypeVar("R")
+THREADS = 8
+
+
+def in_parallel(func: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """`func` over `items` on a few threads (file I/O, hashing and zlib release the GIL)."""
+    with ThreadPoolExecutor(THREADS, thread_name_prefix="autotel-io") as pool:
+        return list(pool.map(func, items))
+
+
+def flush_files(paths: list[Path], folder: Path) -> None:
+    """Make the content of `paths` (closed, freshly written files under `folder`) durable."""
+    if not _syncfs(folder):
+        in_parallel(_flush, paths)
+
+
+def _syncfs(folder: Path) -> bool:
+    """Linux syncfs(2) on the file system of `folder`; False where it is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        return bool(libc.syncfs(fd) == 0)
+    finally:
+        os.close(fd)
+
+
+def _flush(path: Path) -> None:
+    fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))  # Windows flushes writable handles
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dirs(folders: Iterable[Path]) -> None:
+    """fsync each distinct folder once, several at a time (their order does not matter:
+    all of them are durable before the caller records that it is done)."""
+    in_parallel(fsync_dir, set(folders))

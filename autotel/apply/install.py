@@ -1,0 +1,170 @@
+"""Putting the package's files in place: stage them all, then rename them in one by one.
+
+Staging copies every file out of the package into the work folder, checking its
+SHA-256 and size against the signed manifest and giving it the permissions of
+the file it replaces, then makes them all durable. Only then is anything in the
+install directory touched: each staged file is moved over its target with
+`os.replace`, atomic on one file system. A staged file leaves the work folder in
+the same rename that installs it, so after a crash the files still staged are
+exactly the ones left to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import shutil
+import stat
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from autotel.apply.durable import flush_files, fsync_dirs, in_parallel
+from autotel.apply.package import OpenPackage
+from autotel.apply.targets import InstallDir
+from autotel.apply.workdir import WorkDir
+from autotel.errors import SignatureError, StateError
+from autotel.fsutil import replace
+from autotel.package.manifest import FileEntry
+from autotel.package.rules import hash_mismatch
+from autotel.package.zipread import file_sha256, stream
+
+Progress = Callable[[int, int], None]
+
+
+def stage(package: OpenPackage, install: InstallDir, work: WorkDir, progress: Progress) -> None:
+    """Copy every file of the package into `work.files`, checked and durable.
+
+    Raises:
+        SignatureError: a file's bytes differ from the signed manifest.
+    """
+    shutil.rmtree(work.files, ignore_errors=True)
+    entries = package.manifest.files
+    lock, done = threading.Lock(), [0]
+
+    def one(entry: FileEntry) -> Path:
+        path = _stage_file(package, install, work, entry)
+        with lock:  # progress goes to one events file, from one thread at a time
+            done[0] += 1
+            progress(done[0], len(entries))
+        return path
+
+    staged = in_parallel(one, entries)
+    flush_files(staged, work.files)
+    fsync_dirs(_folders_up_to(work.root, staged))
+
+
+def _stage_file(package: OpenPackage, install: InstallDir, work: WorkDir, entry: FileEntry) -> Path:
+    source = package.path.name
+    try:
+        info = package.zip.getinfo(entry.entry_name)
+    except KeyError:
+        raise SignatureError(f"{source}: {entry.entry_name} is missing from the package") from None
+    dest = work.files / entry.path
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    with open(dest, "wb") as out:
+        for block in stream(package.zip, info, source, limit=entry.size):
+            digest.update(block)
+            out.write(block)
+        _keep_mode(install.root / entry.path, out.fileno())
+    if not hmac.compare_digest(digest.hexdigest(), entry.sha256):
+        raise hash_mismatch(source, entry.entry_name, entry.sha256, digest.hexdigest())
+    return dest
+
+
+def _keep_mode(old: Path, fd: int) -> None:
+    """A replaced file keeps its permissions (e.g. an executable script stays executable)."""
+    try:
+        mode = stat.S_IMODE(os.stat(old).st_mode)
+    except FileNotFoundError:
+        return
+    if os.name != "nt":
+        os.fchmod(fd, mode)
+
+
+def install_files(entries: list[FileEntry], install: InstallDir, work: WorkDir,
+                  progress: Progress) -> int:
+    """Move every staged file over its target; return how many were moved now.
+
+    A file no longer staged was installed before a crash: its target must then
+    hold the new content, which is checked.
+
+    Raises:
+        StateError: a file is neither staged nor installed (the work folder was tampered with).
+        PackageError: a target is unsafe (checked again right before the rename).
+    """
+    moved = 0
+    targets = install.targets([e.path for e in entries])
+    folders = _Folders()
+    for index, (entry, target) in enumerate(zip(entries, targets, strict=True), start=1):
+        staged = work.files / entry.path
+        if staged.is_file():
+            _keep_old_inode(target, work.replaced / entry.path, folders)
+            folders.ensure(target.parent)
+            replace(staged, target)
+            moved += 1
+        elif not _installed(target, entry.sha256):
+            raise StateError(
+                f"{entry.path}: neither staged in {work.files} nor installed with the new content; "
+                "the work folder was changed while the apply was stopped"
+            )
+        progress(index, len(entries))
+    fsync_dirs(_folders_up_to(install.root, targets))
+    return moved
+
+
+class _Folders:
+    """Creates each folder once per pass (1,000 files share a few dozen folders)."""
+
+    def __init__(self) -> None:
+        self.known: set[Path] = set()
+
+    def ensure(self, folder: Path) -> None:
+        if folder not in self.known:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.known.add(folder)
+
+
+def _keep_old_inode(target: Path, link: Path, folders: _Folders) -> None:
+    """Hard-link the file about to be replaced into the work folder.
+
+    Freeing a file's blocks is the slow part of replacing it (~1–2 ms per file on
+    ext4, in the rename itself); with a second link the rename only swaps names,
+    and `discard_replaced` frees all the old files at once, in parallel, at the end.
+    Where hard links are not possible the rename simply frees the file itself.
+    """
+    folders.ensure(link.parent)
+    # FileExistsError: linked before a crash; FileNotFoundError: a new file; other
+    # OSErrors: no hard links here. The rename works the same in every case.
+    with contextlib.suppress(OSError):
+        os.link(target, link)
+
+
+def discard_replaced(work: WorkDir) -> None:
+    """Free the replaced files' old copies (the backup zip keeps them), several at a time."""
+    if not work.replaced.is_dir():
+        return
+    files = [p for p in work.replaced.rglob("*") if not p.is_dir()]
+    in_parallel(lambda p: p.unlink(missing_ok=True), files)
+    shutil.rmtree(work.replaced, ignore_errors=True)
+
+
+def _installed(target: Path, sha256: str) -> bool:
+    try:
+        return hmac.compare_digest(file_sha256(target), sha256)
+    except (FileNotFoundError, IsADirectoryError):
+        return False
+
+
+def _folders_up_to(root: Path, files: list[Path]) -> set[Path]:
+    """Every folder from each file's parent up to `root`, so new folders are durable too."""
+    folders: set[Path] = {root}
+    for path in files:
+        for parent in path.parents:
+            if parent == root or parent in folders:
+                break
+            folders.add(parent)
+    return folders

@@ -1,0 +1,40 @@
+"""`autotel agent`: the agent in the foreground until SIGTERM, SIGINT or Ctrl+Break."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import typer
+
+from autotel import logsetup
+from autotel.cli._common import site_config
+from autotel.cli.runner import install_stop_handlers
+
+log = logging.getLogger("autotel.agent")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("agent")
+    def agent(ctx: typer.Context) -> None:
+        """Serve the admin's sessions over HTTPS (auth, data export, update delivery)."""
+        from autotel.web.agent import agent_fingerprint, build_agent
+
+        config = site_config(ctx)
+        logsetup.configure(config.state.logs, "agent")
+        handle = build_agent(config)
+        stop = threading.Event()
+        install_stop_handlers(stop)
+        handle.start_background()
+        log.info(
+            "agent listening on https://%s:%d, certificate SHA-256 %s",
+            config.agent.host,
+            handle.port,
+            agent_fingerprint(config),
+        )
+        try:
+            while not stop.wait(0.5):  # the handlers only set the flag; stop here, not in them
+                pass
+        finally:
+            handle.stop()
+            log.info("agent stopped")

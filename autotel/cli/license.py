@@ -1,0 +1,45 @@
+"""`autotel license issue` (admin) and `autotel license check` (site)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from autotel.cli._common import say, site_config
+from autotel.errors import ConfigError, LicenseError
+from autotel.licensing.document import parse_date
+from autotel.licensing.files import check_site_license, issue_license, today_utc
+
+license_app = typer.Typer(no_args_is_help=True, help="Issue and check site licences.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(license_app, name="license")
+
+
+@license_app.command("issue")
+def issue(
+    client_id: Annotated[str, typer.Option(help="The site's client_id (as in its autotel.yaml)")],
+    expires: Annotated[str, typer.Option(help="Last valid day, YYYY-MM-DD (UTC)")],
+    key: Annotated[Path, typer.Option(help="Admin private key (PEM)")] = Path("private.pem"),
+    product: Annotated[str, typer.Option(help="Product the site runs")] = "autotel",
+    out: Annotated[Path, typer.Option(help="Where to write the licence")] = Path("license.dat"),
+) -> None:
+    """Sign a licence for one site; copy it to the site's install directory as license.dat."""
+    try:
+        expiry = parse_date(expires, "--expires")
+    except LicenseError as e:
+        raise ConfigError(str(e)) from None
+    lic = issue_license(key, client_id, expiry, product, out)
+    say(f"licence for {lic.client_id!r} ({lic.product}) valid through {lic.expires.isoformat()}: {out}")
+
+
+@license_app.command("check")
+def check(ctx: typer.Context) -> None:
+    """Check this site's license.dat: trusted signature, this client_id and product, not expired."""
+    config = site_config(ctx)
+    lic = check_site_license(config)
+    say(f"licence valid: site {lic.client_id!r}, product {lic.product!r}, "
+        f"through {lic.expires.isoformat()} ({lic.days_left(today_utc())} days left)")

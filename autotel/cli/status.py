@@ -1,0 +1,70 @@
+"""`autotel status [--json]`: the state of this site at a glance."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Annotated, Any
+
+import typer
+
+from autotel.cli._common import print_json, render_table, say, site_config
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)
+
+
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Installed version, pending update, last sync, services and recent jobs."""
+    from autotel.watchdog.sitestatus import site_status
+
+    report = site_status(site_config(ctx))
+    if as_json:
+        print_json(report)
+        return
+    for line in render(report, shutil.get_terminal_size((120, 24)).columns):
+        say(line)
+
+
+def render(report: dict[str, Any], width: int = 120) -> list[str]:
+    """The report as text a plant admin reads at a glance."""
+    lines = [
+        f"site:              {report['client_id']} ({report['product']}), {report['config']}",
+        f"installed version: {report['installed_version']}",
+        f"pending update:    {_pending(report['pending_update'])}",
+        f"last sync:         {report['last_sync'] or 'never'}",
+        f"watchdog:          {_watchdog(report['watchdog'])}",
+    ]
+    if report["services"]:
+        services: list[tuple[str, ...]] = [
+            (str(s["name"]), str(s["state"]), str(s.get("pid") or "-"), str(s.get("since", "?")),
+             "" if s["state"] == "RUNNING" else str(s.get("reason") or "")) for s in report["services"]]
+        lines += ["", *render_table(("SERVICE", "STATE", "PID", "SINCE", "REASON"), services, width)]
+    else:
+        lines.append("services:          none recorded")
+    if report["recent_jobs"]:
+        jobs: list[tuple[str, ...]] = [
+            (str(j["id"]), str(j["kind"]), str(j["state"]), str(j.get("error") or "").split("\n")[0])
+            for j in report["recent_jobs"]]
+        lines += ["", *render_table(("JOB", "KIND", "STATE", "ERROR"), jobs, width)]
+    else:
+        lines.append("recent jobs:       none")
+    return lines
+
+
+def _pending(pending: dict[str, Any] | None) -> str:
+    if pending is None:
+        return "none"
+    if "error" in pending:
+        return f"unreadable: {pending['error']}"
+    return (f"v{pending['version']} received {pending['received_at']} "
+            f"(sha256 {pending['sha256'][:12]}…); confirm it in the portal")
+
+
+def _watchdog(watchdog: dict[str, Any]) -> str:
+    if watchdog["running"]:
+        return f"running (pid {watchdog['pid']}, since {watchdog['started']})"
+    return "not running" + (f" (last started {watchdog['started']})" if watchdog.get("started") else "")

@@ -1,0 +1,154 @@
+"""The export request: `since`, the opaque cursor, and the rows they select.
+
+Exactly once rests on transactions, not on times or serial ids (both are taken
+before commit, so a row can commit behind a `max()` cursor): every row carries the
+id of the transaction that inserted it (`txid`). Each export reads one REPEATABLE
+READ snapshot and hands the admin that snapshot as the cursor. The next export
+takes exactly the rows its own snapshot sees and the previous one did not
+(`NOT pg_visible_in_snapshot(txid, previous)`): a committed transaction becomes
+visible in one snapshot and stays visible in every later one, so each row is
+exported once. Unlike a bare `xmin` boundary, a transaction left open for an hour
+does not hold back the rows that committed around it.
+
+The cursor is `v1.` and the snapshot text in base64url; the version leaves room to
+change its form later.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from autotel.timeutil import iso, parse_iso
+
+CURSOR_VERSION = 1
+MAX_CURSOR_CHARS = 65_536
+MAX_XID = 2**63 - 1
+_CURSOR_PATTERN = re.compile(r"v(\d{1,3})\.([A-Za-z0-9_-]+)")
+_SNAPSHOT_PATTERN = re.compile(r"(\d{1,19}):(\d{1,19}):((?:\d{1,19})(?:,\d{1,19})*)?")
+
+
+class BadExportRequest(ValueError):
+    """A malformed `since` or `cursor`; the agent answers 400 with this message."""
+
+
+@dataclass(frozen=True)
+class SnapshotMark:
+    """A PostgreSQL snapshot (`pg_snapshot`): which transactions it saw as committed.
+
+    A transaction id is visible when it is below `xmin`, or below `xmax` and not
+    in `xip` (the ones still running when the snapshot was taken).
+    """
+
+    xmin: int
+    xmax: int
+    xip: tuple[int, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> SnapshotMark:
+        """`xmin:xmax:xip,...` as PostgreSQL writes it.
+
+        Raises: BadExportRequest for any other text or an inconsistent snapshot.
+        """
+        match = _SNAPSHOT_PATTERN.fullmatch(text)
+        if match is None:
+            raise BadExportRequest("cursor: damaged (no valid snapshot inside)")
+        xmin, xmax = int(match.group(1)), int(match.group(2))
+        xip = tuple(int(x) for x in match.group(3).split(",")) if match.group(3) else ()
+        in_order = all(a < b for a, b in itertools.pairwise(xip))
+        if not (xmin <= xmax <= MAX_XID and in_order and all(xmin <= x < xmax for x in xip)):
+            raise BadExportRequest("cursor: damaged (inconsistent snapshot inside)")
+        return cls(xmin, xmax, xip)
+
+    def text(self) -> str:
+        return f"{self.xmin}:{self.xmax}:{','.join(map(str, self.xip))}"
+
+    def sees(self, txid: int) -> bool:
+        """What `pg_visible_in_snapshot(txid, snapshot)` answers (for tests and checks)."""
+        return txid < self.xmin or (txid < self.xmax and txid not in self.xip)
+
+
+def encode_cursor(snapshot: SnapshotMark) -> str:
+    payload = snapshot.text().encode("ascii")
+    return f"v{CURSOR_VERSION}." + base64.urlsafe_b64encode(payload).decode("ascii").rstrip("=")
+
+
+def decode_cursor(text: str) -> SnapshotMark:
+    """The snapshot inside a cursor.
+
+    Raises:
+        BadExportRequest: not a cursor this agent issued (form, version or value).
+    """
+    match = _CURSOR_PATTERN.fullmatch(text.strip()) if len(text) <= MAX_CURSOR_CHARS else None
+    if match is None:
+        raise BadExportRequest("cursor: not a cursor from this agent (expected the X-Cursor value)")
+    version, body = int(match.group(1)), match.group(2)
+    try:
+        payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("ascii")
+    except (binascii.Error, ValueError):
+        raise BadExportRequest("cursor: damaged (not the X-Cursor value as sent)") from None
+    if version != CURSOR_VERSION:
+        raise BadExportRequest(
+            f"cursor: version {version} is not supported "
+            f"(this agent issues version {CURSOR_VERSION})"
+        )
+    return SnapshotMark.parse(payload)
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """What to export: rows after `since` (by time), rows new since `after` (a cursor), or all."""
+
+    since: datetime | None = None
+    after: SnapshotMark | None = None
+
+    @classmethod
+    def from_query(cls, since: str | None, cursor: str | None) -> ExportRequest:
+        """Raises: BadExportRequest for a malformed value, or both given at once."""
+        if since and cursor:
+            raise BadExportRequest("pass either since or cursor, not both")
+        if cursor:
+            return cls(after=decode_cursor(cursor))
+        if since:
+            return cls(since=parse_since(since))
+        return cls()
+
+    def to_params(self) -> dict[str, Any]:
+        return {
+            "since": iso(self.since) if self.since else None,
+            "after": self.after.text() if self.after else None,
+        }
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> ExportRequest:
+        """The request back from a job file (written by the agent or a person).
+
+        Raises: BadExportRequest for values of the wrong type or form.
+        """
+        since, after = params.get("since"), params.get("after")
+        if since is not None and not isinstance(since, str):
+            raise BadExportRequest(f"since: expected an ISO 8601 string, found {since!r}")
+        if after is not None and not isinstance(after, str):
+            raise BadExportRequest(f"after: expected a snapshot xmin:xmax:xip, found {after!r}")
+        if since and after:
+            raise BadExportRequest("pass either since or after, not both")
+        return cls(
+            since=parse_since(since) if since else None,
+            after=SnapshotMark.parse(after) if after else None,
+        )
+
+
+def parse_since(text: str) -> datetime:
+    if len(text) > 64:
+        raise BadExportRequest("since: too long for an ISO 8601 time")
+    try:
+        return parse_iso(text)
+    except ValueError:
+        raise BadExportRequest(
+            f"since: {text!r} is not an ISO 8601 time (e.g. 2026-02-20T00:00:00Z)"
+        ) from None

@@ -1,0 +1,85 @@
+"""`backup` (apply): save every file the update replaces, and list what it creates."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from autotel.apply import backup as backups
+from autotel.apply import migrations
+from autotel.apply.faults import fault_point
+from autotel.apply.package import open_package
+from autotel.apply.plan import backup_name, space_problem
+from autotel.apply.targets import InstallDir
+from autotel.apply.workdir import WorkDir, remove_stale
+from autotel.errors import StateError
+from autotel.package.zipread import file_sha256
+from autotel.steps import step
+from autotel.steps.context import StepContext
+from autotel.timeutil import utcnow
+
+
+@step("backup")
+def backup(ctx: StepContext) -> dict[str, Any]:
+    """Write `backups/backup_v<old>_<stamp>.zip`, or reuse this job's if it is intact.
+
+    The name is recorded in the work folder before the zip is written, so a re-run
+    after a crash rewrites that same backup instead of leaving a second one.
+    """
+    fault_point(ctx.state, "backup:start")
+    work = WorkDir.of(ctx.state, ctx.job["id"])
+    remove_stale(ctx.state, work)
+    record = work.read_backup() or {}
+    if not _intact(record):
+        path = Path(record.get("backup") or _new_path(ctx))
+        work.write_backup({"backup": str(path)})
+        record = _write(ctx, path)
+        work.write_backup(record)
+    backups.prune(ctx.state.backups, ctx.config.keep_backups, Path(record["backup"]).name)
+    fault_point(ctx.state, "backup:end")
+    return record
+
+
+def _new_path(ctx: StepContext) -> Path:
+    folder = ctx.state.backups
+    folder.mkdir(parents=True, exist_ok=True)
+    taken = {p.name for p in folder.iterdir()}
+    return folder / backup_name(ctx.results["from_version"], utcnow(), taken)
+
+
+def _write(ctx: StepContext, path: Path) -> dict[str, Any]:
+    verified = ctx.results
+    install = InstallDir.of(ctx.config)
+    with open_package(Path(verified["package"]), verified["manifest_sha256"]) as package:
+        manifest = package.manifest
+    plan = install.plan([f.path for f in manifest.files])
+    WorkDir.of(ctx.state, ctx.job["id"]).check_same_disk(install.root)
+    _check_space(ctx, install, plan.replaced, manifest.total_size)
+    names = [m.name for m in manifest.migrations]
+    new_migrations = sorted(set(names) - set(migrations.already_applied(ctx.config, names)))
+    sha256 = backups.write_backup(path, install, plan, verified["from_version"],
+                                  verified["to_version"], new_migrations)
+    fault_point(ctx.state, "backup:written")
+    return {"backup": str(path), "backup_sha256": sha256, "replaced": len(plan.replaced),
+            "created": len(plan.created)}
+
+
+def _check_space(ctx: StepContext, install: InstallDir, replaced: tuple[str, ...],
+                 new_bytes: int) -> None:
+    """Raises: StateError before anything is written when the disk is too full."""
+    backup_bytes = sum(os.stat(install.root / rel).st_size for rel in replaced)
+    problem = space_problem(shutil.disk_usage(ctx.state.root).free, backup_bytes, new_bytes)
+    if problem:
+        raise StateError(problem)
+
+
+def _intact(record: dict[str, Any]) -> bool:
+    """This job's backup from before a crash is complete and unchanged."""
+    if "backup_sha256" not in record:
+        return False
+    try:
+        return file_sha256(Path(record["backup"])) == str(record["backup_sha256"])
+    except FileNotFoundError:
+        return False

@@ -1,0 +1,61 @@
+"""`verify` (apply): is the pending package complete, genuine, and the one the operator saw?"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from autotel.apply.faults import fault_point
+from autotel.apply.package import manifest_sha256
+from autotel.errors import JobError, PackageError, SignatureError
+from autotel.package.pending import read_pending
+from autotel.package.verify import verify_package
+from autotel.package.zipread import file_sha256
+from autotel.steps import step
+from autotel.steps.context import StepContext
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MSG = ("Перевірка пакету...", "Verifying the package...")
+
+
+@step("verify")
+def verify(ctx: StepContext) -> dict[str, Any]:
+    """Re-verify the stored package completely, against the installed version.
+
+    Raises:
+        JobError: the job has no valid `params.sha256`.
+        PackageError / SignatureError / NotNewerError: it is not (or no longer) acceptable,
+            it changed after it was received, or it is not the package the operator confirmed.
+    """
+    fault_point(ctx.state, "verify:start")
+    confirmed = str(ctx.params.get("sha256", "")).strip().lower()
+    if not _SHA256.match(confirmed):
+        raise JobError("an apply job needs params.sha256: the SHA-256 of the update the operator "
+                       "confirmed (64 hex digits)")
+    pending = read_pending(ctx.state)
+    if pending is None:
+        raise PackageError("no update is waiting to be applied; it may have been applied already")
+    if not hmac.compare_digest(pending.sha256, confirmed):
+        raise PackageError(
+            f"the waiting update v{pending.version} is not the one that was confirmed (confirmed "
+            f"sha256 {confirmed[:12]}…, waiting {pending.sha256[:12]}…); confirm the update "
+            "shown now"
+        )
+    installed = ctx.state.installed_version()
+    with ThreadPoolExecutor(1) as pool:  # hash the whole zip while verifying its contents
+        whole = pool.submit(file_sha256, pending.path)
+        manifest = verify_package(pending.path, ctx.config, installed_version=installed,
+                                  progress=lambda f: ctx.progress(f, *MSG))
+        found = whole.result()
+    if not hmac.compare_digest(found, pending.sha256):
+        raise SignatureError(f"{pending.path.name}: sha256 {found[:12]}… differs from "
+                             f"{pending.sha256[:12]}… recorded when it was received; the stored "
+                             "package was altered")
+    result = {"package": str(pending.path), "sha256": pending.sha256,
+              "manifest_sha256": manifest_sha256(pending.path, manifest),
+              "from_version": installed, "to_version": manifest.version,
+              "files": len(manifest.files)}
+    fault_point(ctx.state, "verify:end")
+    return result

@@ -1,0 +1,43 @@
+"""What the agent answers for a finished job, decided from the job record alone (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The receive job's failure classes (the runner records the exception class name).
+_UPDATE_FAILURES = {
+    "SignatureError": (400, "invalid_sig"),
+    "VerificationError": (400, "invalid_sig"),
+    "NotNewerError": (409, "same_version"),
+    "PackageError": (400, "invalid_package"),
+}
+
+
+def update_answer(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, JSON body) for a finished `receive` job, per DESIGN's update answers."""
+    if job.get("state") == "done":
+        return 200, {"status": "queued"}
+    error = str(job.get("error") or "the update could not be received")
+    status, word = _UPDATE_FAILURES.get(str(job.get("error_type")), (500, "error"))
+    return status, {"status": word, "error": error}
+
+
+def export_result(job: dict[str, Any]) -> dict[str, Any] | None:
+    """The export step's result if the job succeeded with a usable one, else None."""
+    result = job.get("result")
+    if job.get("state") != "done" or not isinstance(result, dict):
+        return None
+    wanted = {
+        "archive": str,
+        "records": int,
+        "size": int,
+        "sha256": str,
+        "period_end": str,
+        "cursor": str,
+    }
+    if not all(isinstance(result.get(k), t) for k, t in wanted.items()):
+        return None
+    name = result["archive"]
+    if "/" in name or "\\" in name or name.startswith("."):
+        return None
+    return result

@@ -1,0 +1,142 @@
+"""`GET /api/update/progress`: `state/events.jsonl` as Server-Sent Events.
+
+On connect a client first gets the events of the latest apply job (marked
+`"replay": true`), so a page reloaded mid-apply or after the restart still sees
+where the apply is, or that it ended `done` or `failed`. Then it gets every new
+line as the runner appends it, and a heartbeat comment while nothing happens
+(which is also how a dead client is noticed: the write fails).
+
+cheroot's `stop()` waits without a timeout for busy workers, so every wait here is
+bounded and checks the server's `stopping` event; a stream ends within one poll
+interval of `ServerHandle.stop()`. The number of open streams is capped because
+each one holds a server thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+APPLY_KIND = "apply"
+# The replay reads at most this much of the file's end (the latest apply is near it);
+# events.jsonl grows for the life of a site, and each new stream must not read it all.
+REPLAY_WINDOW_BYTES = 4 * 1024 * 1024
+
+Enricher = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class SubscriberCap:
+    """At most `limit` open streams; `try_enter()` is False when full (the portal answers 503)."""
+
+    def __init__(self, limit: int) -> None:
+        self._slots = threading.BoundedSemaphore(limit)
+
+    def try_enter(self) -> bool:
+        return self._slots.acquire(blocking=False)
+
+    def leave(self) -> None:
+        self._slots.release()
+
+
+def parse_lines(data: bytes) -> list[dict[str, Any]]:
+    """Events in complete lines of `data`; a line that is not a JSON object is skipped."""
+    events = []
+    for line in data.splitlines():
+        try:
+            event = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events
+
+
+def latest_apply_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events of the last apply job in `events`, in order."""
+    job = next((e.get("job") for e in reversed(events) if e.get("kind") == APPLY_KIND), None)
+    return [e for e in events if job is not None and e.get("job") == job]
+
+
+def sse_message(event: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
+
+
+class EventTail:
+    """Reads complete lines appended to the events file since the last read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def recent(self, window: int) -> bytes:
+        """Complete lines within the last `window` bytes (a line cut by the window is dropped)."""
+        try:
+            start = max(0, os.stat(self.path).st_size - window)
+        except FileNotFoundError:
+            return b""
+        self.offset = start
+        data = self.read_new()
+        return data[data.find(b"\n") + 1:] if start > 0 else data
+
+    def read_new(self) -> bytes:
+        """Complete new lines (up to the last newline); a torn last line waits for the next call."""
+        try:
+            size = os.stat(self.path).st_size
+        except FileNotFoundError:
+            size = 0
+        if size < self.offset:  # truncated or replaced: start over
+            self.offset = 0
+        if size == self.offset:
+            return b""
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read(size - self.offset)
+        complete = data[: data.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        return complete
+
+
+class ProgressStream:
+    """The WSGI body of one SSE client; `close()` (called by the server) frees its slot."""
+
+    def __init__(self, events_file: Path, stopping: threading.Event, release: Callable[[], None],
+                 enrich: Enricher, *, poll_s: float = 0.25, heartbeat_s: float = 3.0) -> None:
+        self._release = release
+        self._released = False
+        self._lock = threading.Lock()
+        self._events = self._generate(EventTail(events_file), stopping, enrich, poll_s, heartbeat_s)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._events)
+
+    def close(self) -> None:
+        try:
+            self._events.close()
+        finally:
+            with self._lock:
+                if not self._released:
+                    self._released = True
+                    self._release()
+
+    @staticmethod
+    def _generate(tail: EventTail, stopping: threading.Event, enrich: Enricher, poll_s: float,
+                  heartbeat_s: float) -> Iterator[bytes]:
+        yield b"retry: 2000\n\n"
+        for event in latest_apply_events(parse_lines(tail.recent(REPLAY_WINDOW_BYTES))):
+            yield sse_message({**enrich(event), "replay": True})
+        beat = time.monotonic()
+        while not stopping.is_set():
+            for event in parse_lines(tail.read_new()):
+                yield sse_message(enrich(event))
+            if time.monotonic() - beat >= heartbeat_s:
+                beat = time.monotonic()
+                yield b": keepalive\n\n"
+            stopping.wait(poll_s)

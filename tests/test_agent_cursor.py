@@ -1,0 +1,129 @@
+"""Export requests and cursors: pure parsing, versioning and rejection of malformed input."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+
+import pytest
+
+from autotel.export.archive import archive_name, prune
+from autotel.export.cursor import (
+    BadExportRequest,
+    ExportRequest,
+    SnapshotMark,
+    decode_cursor,
+    encode_cursor,
+)
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "snapshot",
+    [
+        SnapshotMark(0, 0),
+        SnapshotMark(735, 735),
+        SnapshotMark(700, 800, (700, 750, 799)),
+        SnapshotMark(2**40, 2**40 + 5, (2**40 + 1,)),
+        SnapshotMark(2**63 - 1, 2**63 - 1),
+    ],
+)
+def test_cursor_round_trips(snapshot: SnapshotMark) -> None:
+    cursor = encode_cursor(snapshot)
+    assert cursor.startswith("v1.")
+    assert decode_cursor(cursor) == snapshot
+    assert SnapshotMark.parse(snapshot.text()) == snapshot
+
+
+def test_visibility_matches_postgres_rules() -> None:
+    mark = SnapshotMark(100, 110, (100, 105))
+    assert [t for t in range(95, 115) if mark.sees(t)] == [
+        95,
+        96,
+        97,
+        98,
+        99,
+        101,
+        102,
+        103,
+        104,
+        106,
+        107,
+        108,
+        109,
+    ]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "garbage",
+        "v1.",
+        "v1.!!!",
+        "v2." + _b64("1:1:"),
+        "v1." + _b64("1:2"),
+        "v1." + _b64("5:4:"),
+        "v1." + _b64("1:9:9"),
+        "v1." + _b64("1:9:0"),
+        "v1." + _b64("1:9:5,3"),
+        "v1." + _b64("1:9:3,3"),
+        "v1." + _b64("-1:9:"),
+        "v1." + _b64("1:9: 3"),
+        "v1." + _b64(f"1:{2**64}:"),
+        "v1." + "A" * 70_000,
+        "v1.bnVsbA",
+        "v1." + _b64("1:2:\n"),
+    ],
+)
+def test_malformed_cursors_are_refused(bad: str) -> None:
+    with pytest.raises(BadExportRequest):
+        decode_cursor(bad)
+
+
+def test_request_from_query() -> None:
+    assert ExportRequest.from_query(None, None) == ExportRequest()
+    since = ExportRequest.from_query("2026-02-20T00:00:00Z", None)
+    assert since.since == datetime(2026, 2, 20, tzinfo=UTC)
+    cursor = encode_cursor(SnapshotMark(42, 44, (43,)))
+    assert ExportRequest.from_query(None, cursor).after == SnapshotMark(42, 44, (43,))
+    for since_text, given in [
+        ("yesterday", None),
+        ("2026-02-20T00:00:00Z", cursor),
+        ("9" * 100, None),
+    ]:
+        with pytest.raises(BadExportRequest):
+            ExportRequest.from_query(since_text, given)
+
+
+def test_request_survives_the_job_file() -> None:
+    for request in [
+        ExportRequest(),
+        ExportRequest(after=SnapshotMark(7, 9, (8,))),
+        ExportRequest(since=datetime(2026, 1, 1, 10, tzinfo=UTC)),
+    ]:
+        assert ExportRequest.from_params(request.to_params()) == request
+    for params in [
+        {"after": 7},
+        {"after": "7"},
+        {"since": 5},
+        {"after": True},
+        {"since": "2026-01-01", "after": "3:3:"},
+    ]:
+        with pytest.raises(BadExportRequest):
+            ExportRequest.from_params(params)
+
+
+def test_prune_keeps_the_served_and_newer_archives(tmp_path) -> None:
+    names = [archive_name(f"20260101T00000{i}000000Z", i) for i in range(5)]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / ".tmpfile.jsonl.gz.tmp").write_bytes(b"x")
+    removed = prune(tmp_path, {names[3], names[1]})
+    assert sorted(removed) == [names[0], names[2]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [names[1], names[3], names[4], ".tmpfile.jsonl.gz.tmp"]
+    )

@@ -27,7 +27,7 @@ from autotel.crypto.signing import load_private_key, sign
 from autotel.runner.loop import Runner
 from autotel.site.create import SiteOptions, create_site
 from autotel.web.agent import agent_fingerprint, build_agent
-from autotel.web.agent.auth import auth_message
+from autotel.crypto.challenge import auth_message
 from autotel.web.server import ServerHandle
 
 

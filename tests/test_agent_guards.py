@@ -11,7 +11,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from autotel.crypto.signing import load_private_key, load_public_key, sign
-from autotel.web.agent.auth import AuthDenied, Authenticator, auth_message
+from autotel.crypto.challenge import auth_message
+from autotel.web.agent.auth import AuthDenied, Authenticator
 from autotel.web.agent.guards import NonceStore, RateLimiter, TokenStore
 
 FINGERPRINT = "ab" * 32

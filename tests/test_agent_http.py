@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from autotel.timeutil import iso, parse_iso
+from tests.foundation_support import wait_for
 from tests.agent_support import (
     RunningAgent,
     fresh_database,
@@ -118,6 +119,10 @@ def test_session_exports_with_every_header(
     )
     assert again.status_code == 200 and again.headers["x-record-count"] == "0"
     state = agent.config.state
+    # The server records the session and prunes when it closes the body, which may
+    # be a moment after the client has read the last byte.
+    wait_for(lambda: len(list(state.exports.glob("*.jsonl.gz"))) == 1, 10, "the prune")
+    wait_for(lambda: len(state.sessions.read_text().splitlines()) == 2, 10, "the session lines")
     sessions = [json.loads(line) for line in state.sessions.read_text().splitlines()]
     assert {"time", "peer_ip", "action", "records", "version", "status"} <= set(sessions[-1])
     assert sessions[-1]["action"] == "export" and sessions[-1]["peer_ip"] == ip
@@ -186,7 +191,7 @@ def test_reused_nonce_is_refused(
     body = signed_login(agent, client, admin_keys[0])
     assert client.post("/auth", json=body).status_code == 200
     from autotel.crypto.signing import load_private_key, sign
-    from autotel.web.agent.auth import auth_message
+    from autotel.crypto.challenge import auth_message
 
     fresh_stamp = iso(parse_iso(body["timestamp"]) + timedelta(seconds=1))
     resigned = sign(
@@ -328,7 +333,13 @@ def test_head_does_not_run_an_export(
 def test_client_leaving_mid_download_is_logged_and_archive_released(
     agent: RunningAgent, client: httpx.Client, ip: str, admin_keys: tuple[Path, Path]
 ) -> None:
-    insert(agent, 200_000)  # a few MB of archive, more than one piece
+    # An archive larger than the socket buffers on both ends (random text barely
+    # compresses), so the agent is still writing when the client goes away.
+    with psycopg.connect(agent.config.database.dsn.get_secret_value()) as conn:
+        conn.execute(
+            "INSERT INTO readings (time, sensor, value) SELECT now(), "
+            "md5(random()::text) || md5(random()::text), random() FROM generate_series(1, 300000)"
+        )
     token = login(agent, client, admin_keys[0])
     with client.stream("GET", "/data/export", headers=bearer(token)) as answer:
         assert answer.status_code == 200

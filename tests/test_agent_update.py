@@ -160,8 +160,10 @@ def test_garbage_body_and_bad_version_header(
     assert_answer(
         send(session, package, content=b"\x00garbage" * 100), 400, "invalid_package", agent
     )
-    for header in ["", "latest", "1.2", "1.2.0; rm -rf /", "1" * 50 + ".0.0"]:
+    for header in ["", "latest", "1.2", "1.2.0; rm -rf /", "v1.2.0"]:
         assert_answer(send(session, package, version=header), 400, "invalid_package", agent)
+    # a well-formed version that is not the package's: the upload is not what was announced
+    assert_answer(send(session, package, version="1" * 50 + ".0.0"), 400, "invalid_sig", agent)
 
 
 def test_accept_then_identical_then_conflicting(

@@ -63,8 +63,8 @@ def test_pruning_keeps_the_newest_by_time_and_ignores_other_files() -> None:
     assert backups_to_prune(names, 10) == []
 
 
-def test_progress_is_reported_about_twenty_times() -> None:
-    assert progress_steps(1000) == 50 and progress_steps(3) == 1
+def test_progress_is_reported_about_ten_times_per_phase() -> None:
+    assert progress_steps(1000) == 100 and progress_steps(3) == 1
 
 
 @pytest.fixture

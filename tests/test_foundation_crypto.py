@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from autotel.crypto.keys import generate_keypair
-from autotel.crypto.signing import load_private_key, load_public_key, load_public_keys, sign, verify
+from autotel.crypto.signing import (
+    load_private_key,
+    load_public_key,
+    load_public_keys,
+    sign,
+    sign_deterministic,
+    verify,
+)
 from autotel.errors import ConfigError
 
 MESSAGE = b"autotel-auth-v1\n2026-02-22T10:00:00Z\nnonce\n" + bytes(range(256))
@@ -65,6 +72,21 @@ def test_any_of_several_trusted_keys_verifies_during_a_rotation(
 def test_signatures_are_salted(admin_keys: tuple[Path, Path]) -> None:
     key = load_private_key(admin_keys[0])
     assert sign(key, MESSAGE) != sign(key, MESSAGE)
+
+
+def test_deterministic_signatures_repeat_and_keep_the_32_byte_salt(
+        tmp_path: Path, admin_keys: tuple[Path, Path]) -> None:
+    key = load_private_key(admin_keys[0])
+    first = sign_deterministic(key, MESSAGE)
+    assert first == sign_deterministic(key, MESSAGE)
+    assert first != sign_deterministic(key, MESSAGE + b"x")
+    data, sig = tmp_path / "data.bin", tmp_path / "sig.bin"
+    data.write_bytes(MESSAGE)
+    sig.write_bytes(first)
+    for saltlen in ("digest", "32", "auto"):  # a salt of exactly 32 bytes, as DESIGN.md says
+        result = openssl("dgst", "-sha256", "-sigopt", "rsa_padding_mode:pss", "-sigopt",
+                         f"rsa_pss_saltlen:{saltlen}", "-verify", admin_keys[1], "-signature", sig, data)
+        assert result.returncode == 0 and b"Verified OK" in result.stdout, result
 
 
 @pytest.mark.parametrize(("content", "message"), [

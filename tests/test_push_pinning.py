@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,8 @@ def test_store_pins_and_repins_without_temp_files(tmp_path: Path) -> None:
     assert store.get("h:1") == PinnedCert(fingerprint_pem(first), first.decode())
     store.pin("h:1", second.decode())
     assert store.get("h:1").sha256 == store.get("h:2").sha256 == fingerprint_pem(second)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".incoming", "known_agents.json"]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [".incoming", "known_agents.json", "known_agents.lock"]
     assert list(incoming.iterdir()) == []
 
 
@@ -105,3 +107,21 @@ def test_store_file_is_plain_json(tmp_path: Path) -> None:
     KnownAgents(tmp_path / "known_agents.json", tmp_path).pin("h:1", pem.decode())
     entry = json.loads((tmp_path / "known_agents.json").read_text())["h:1"]
     assert entry["sha256"] == fingerprint_pem(pem) and entry["pem"] == pem.decode()
+
+
+def test_concurrent_pins_of_different_agents_all_survive(tmp_path: Path) -> None:
+    """Two pushes of different clients pinning at once must not lose each other's pin."""
+    pem, _ = make_certificate("a", [], ["127.0.0.1"])
+    store = KnownAgents(tmp_path / "known_agents.json", tmp_path / ".incoming")
+
+    def pin_many(prefix: str) -> None:
+        for n in range(25):
+            store.pin(f"{prefix}:{n}", pem.decode())
+
+    threads = [threading.Thread(target=pin_many, args=(p,)) for p in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    known = json.loads((tmp_path / "known_agents.json").read_text())
+    assert sorted(known) == sorted(f"{p}:{n}" for p in "ab" for n in range(25))

@@ -7,6 +7,8 @@ or stalls the stream; nothing of the product is mocked.
 from __future__ import annotations
 
 import json
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -59,9 +61,9 @@ def test_first_contact_pins_and_fetches_everything(
         assert again.pin is PinAction.TRUSTED and again.export.records == 0
         assert again.export.archive is None and len(notices) == 1
     assert sorted(archived_sensors(tmp_path / "data")) == sorted(f"s{i}" for i in range(300))
-    assert sorted(p.name for p in (tmp_path / "data" / CLIENT).iterdir()) == [
-        result.export.archive.name
-    ]
+    assert sorted(p.name for p in (tmp_path / "data" / CLIENT).iterdir()) == sorted(
+        [result.export.archive.name, "cursor.json"]
+    )
 
 
 def test_changed_certificate_is_refused_until_accepted(
@@ -112,7 +114,7 @@ def test_broken_transfer_keeps_cursor_and_rerun_delivers(
         with pytest.raises(TransferError, match="stalled" if fault == "stall" else "export"):
             push(request(tmp_path, admin_keys, relay.port, timeouts=timeouts))
         assert relay.broke.is_set()
-        assert list((tmp_path / "data" / CLIENT).iterdir()) == []
+        assert [p.name for p in (tmp_path / "data" / CLIENT).iterdir()] == ["cursor.json"]
         assert not list((tmp_path / "data" / ".incoming").glob("*.part"))
         assert cursor_of(tmp_path) == cursor
 
@@ -148,3 +150,13 @@ def test_bad_key_file_fails_before_connecting(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="private.pem"):
         push(request(tmp_path, (tmp_path / "private.pem", tmp_path), free_port()))
     assert not (tmp_path / "data").exists()
+
+
+def test_agent_that_never_answers_times_out(admin_keys: tuple[Path, Path], tmp_path: Path) -> None:
+    """A TCP listener that never speaks TLS: the connect timeout ends the push."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(UnreachableError, match="timed out"):
+            push(request(tmp_path, admin_keys, port, timeouts=Timeouts(connect_s=0.5)))
+    assert time.monotonic() - started < 5

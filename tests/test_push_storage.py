@@ -51,8 +51,13 @@ def storage(tmp_path: Path) -> Iterator[ClientStorage]:
         yield store
 
 
+def archives(storage: ClientStorage) -> list[Path]:
+    """What the client folder holds besides its cursor file: archives only, never a temp."""
+    return sorted(p for p in storage.client_dir.iterdir() if p != storage.cursor_file)
+
+
 def assert_nothing_stored(storage: ClientStorage) -> None:
-    assert list(storage.client_dir.iterdir()) == []
+    assert archives(storage) == []
     assert [p for p in storage.incoming.iterdir() if p.suffix == ".part"] == []
 
 
@@ -66,7 +71,7 @@ def test_verified_archive_is_stored_then_cursor_moves(storage: ClientStorage, me
     assert stored.archive.read_bytes() == body
     assert gzip.decompress(body).decode().splitlines() == LINES
     assert storage.read_cursor() == "v1.next"
-    assert list(storage.client_dir.iterdir()) == [stored.archive]
+    assert archives(storage) == [stored.archive]
 
 
 def test_empty_export_moves_cursor_and_keeps_no_file(storage: ClientStorage) -> None:
@@ -104,11 +109,11 @@ BAD_TRANSFERS = {
 def test_bad_transfer_stores_nothing_and_keeps_cursor(storage: ClientStorage, case: str) -> None:
     good = body_of(LINES[:10])
     storage.receive(announce(good, 10, "v1.before"), pieces(good))
-    before = sorted(storage.client_dir.iterdir())
+    before = archives(storage)
     body, announced, message = BAD_TRANSFERS[case]
     with pytest.raises(TransferError, match=message):
         storage.receive(announced, pieces(body, 4096))
-    assert sorted(storage.client_dir.iterdir()) == before
+    assert archives(storage) == before
     assert storage.read_cursor() == "v1.before"
     assert [p for p in storage.incoming.iterdir() if p.suffix == ".part"] == []
 

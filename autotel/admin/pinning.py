@@ -11,20 +11,24 @@ The decision (`decide`) is pure; the store and the probe are the I/O around it.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hmac
 import json
 import re
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from autotel.crypto.tls import fingerprint_pem
 from autotel.errors import CertificateChangedError, ConfigError, UnreachableError
 from autotel.fsutil import atomic_writer
+from autotel.lockfile import ProcessLock
 from autotel.timeutil import now_iso
 
 KNOWN_AGENTS = "known_agents.json"
+PIN_LOCK_WAIT_S = 10.0
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -104,20 +108,26 @@ class KnownAgents:
         return PinnedCert(sha256=entry["sha256"], pem=entry["pem"])
 
     def pin(self, address: str, pem: str) -> PinnedCert:
-        """Store `pem` as the one certificate trusted for `address` (atomically)."""
-        known = self._load()
+        """Store `pem` as the one certificate trusted for `address` (atomically).
+
+        Raises:
+            StateError: another push kept the store locked for PIN_LOCK_WAIT_S.
+        """
         cert = PinnedCert(sha256=fingerprint_pem(pem), pem=pem)
-        previous = known.get(address, {})
-        known[address] = {
-            "sha256": cert.sha256,
-            "pem": pem,
-            "first_seen": previous.get("first_seen", now_iso()),
-            "pinned": now_iso(),
-        }
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        data = json.dumps(known, indent=2, sort_keys=True) + "\n"
-        with atomic_writer(self.path, tmp_dir=self.tmp_dir) as f:
-            f.write(data.encode("utf-8"))
+        # pushes of different clients may pin at the same moment: one read-modify-write at a time
+        with _held(ProcessLock(self.path.with_suffix(".lock"), "known-agents store")):
+            known = self._load()
+            previous = known.get(address, {})
+            known[address] = {
+                "sha256": cert.sha256,
+                "pem": pem,
+                "first_seen": previous.get("first_seen", now_iso()),
+                "pinned": now_iso(),
+            }
+            data = json.dumps(known, indent=2, sort_keys=True) + "\n"
+            with atomic_writer(self.path, tmp_dir=self.tmp_dir) as f:
+                f.write(data.encode("utf-8"))
         return cert
 
     def _load(self) -> dict[str, dict[str, str]]:
@@ -130,6 +140,15 @@ class KnownAgents:
         if not isinstance(known, dict) or not all(_valid_entry(v) for v in known.values()):
             raise ConfigError(f"{self.path}: not a known-agents file; restore it from a backup")
         return known
+
+
+@contextlib.contextmanager
+def _held(lock: ProcessLock) -> Iterator[None]:
+    lock.acquire_waiting(PIN_LOCK_WAIT_S)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _valid_entry(entry: object) -> bool:

@@ -35,7 +35,7 @@ from autotel.errors import (
     TransportError,
     UnreachableError,
 )
-from autotel.web.agent.auth import auth_message
+from autotel.crypto.challenge import auth_message
 
 CHUNK_BYTES = 1 << 20
 

@@ -1,9 +1,10 @@
 """The admin's storage folder: archives per client, each client's cursor, pins.
 
     <storage>/known_agents.json         pinned agent certificates (see `pinning`)
-    <storage>/<client_id>/*.jsonl.gz    verified archives, nothing else, never a temp file
-    <storage>/cursors/<client_id>.json  where the next export of that client starts
+    <storage>/<client_id>/*.jsonl.gz    verified archives, never a temp file
+    <storage>/<client_id>/cursor.json   where the next export of that client starts
     <storage>/.incoming/                temp files being received or written
+    <storage>/.locks/<client_id>.lock   held while a push of that client runs
 
 The order is what makes a push lose nothing and deliver nothing twice: the archive
 is received into `.incoming/` while being verified, fsynced, renamed into the
@@ -60,7 +61,8 @@ class ClientStorage:
         self.client_id = client_id
         self.client_dir = self.root / client_id
         self.incoming = self.root / ".incoming"
-        self.cursor_file = self.root / "cursors" / f"{client_id}.json"
+        self.cursor_file = self.client_dir / "cursor.json"
+        self.lock_file = self.root / ".locks" / f"{client_id}.lock"
 
     @property
     def known_agents(self) -> KnownAgents:
@@ -73,9 +75,9 @@ class ClientStorage:
         Raises:
             StateError: another push of this client is running.
         """
-        for folder in (self.client_dir, self.incoming, self.cursor_file.parent):
+        for folder in (self.client_dir, self.incoming, self.lock_file.parent):
             folder.mkdir(parents=True, exist_ok=True)
-        with ProcessLock(self.cursor_file.with_suffix(".lock"), f"push of {self.client_id}"):
+        with ProcessLock(self.lock_file, f"push of {self.client_id}"):
             self._remove_stale_temps()
             yield
 

@@ -42,10 +42,10 @@ def stage(package: OpenPackage, install: InstallDir, work: WorkDir, progress: Pr
     """
     shutil.rmtree(work.files, ignore_errors=True)
     entries = package.manifest.files
-    lock, done = threading.Lock(), [0]
+    lock, done, folders = threading.Lock(), [0], _Folders()
 
     def one(entry: FileEntry) -> Path:
-        path = _stage_file(package, install, work, entry)
+        path = _stage_file(package, install, work, entry, folders)
         with lock:  # progress goes to one events file, from one thread at a time
             done[0] += 1
             progress(done[0], len(entries))
@@ -56,14 +56,15 @@ def stage(package: OpenPackage, install: InstallDir, work: WorkDir, progress: Pr
     fsync_dirs(_folders_up_to(work.root, staged))
 
 
-def _stage_file(package: OpenPackage, install: InstallDir, work: WorkDir, entry: FileEntry) -> Path:
+def _stage_file(package: OpenPackage, install: InstallDir, work: WorkDir, entry: FileEntry,
+                folders: _Folders) -> Path:
     source = package.path.name
     try:
         info = package.zip.getinfo(entry.entry_name)
     except KeyError:
         raise SignatureError(f"{source}: {entry.entry_name} is missing from the package") from None
     dest = work.files / entry.path
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    folders.ensure(dest.parent)
     digest = hashlib.sha256()
     with open(dest, "wb") as out:
         for block in stream(package.zip, info, source, limit=entry.size):
@@ -117,7 +118,10 @@ def install_files(entries: list[FileEntry], install: InstallDir, work: WorkDir,
 
 
 class _Folders:
-    """Creates each folder once per pass (1,000 files share a few dozen folders)."""
+    """Creates each folder once per pass (1,000 files share a few dozen folders).
+
+    Safe from several threads: two creating the same folder at once both succeed.
+    """
 
     def __init__(self) -> None:
         self.known: set[Path] = set()

@@ -100,6 +100,6 @@ def _mb(size: int) -> str:
     return f"{size / 1e6:.0f} MB"
 
 
-def progress_steps(total: int, reports: int = 20) -> int:
+def progress_steps(total: int, reports: int = 10) -> int:
     """Report progress every this many files: ~`reports` events for any size, not thousands."""
     return max(1, total // reports)

@@ -14,6 +14,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from autotel.crypto.pss import sign_pss_deterministic
 from autotel.errors import ConfigError
 
 SALT_LENGTH = 32
@@ -59,17 +60,15 @@ def sign(key: rsa.RSAPrivateKey, message: bytes) -> bytes:
 
 
 def sign_deterministic(key: rsa.RSAPrivateKey, message: bytes) -> bytes:
-    """RSA-PSS with an empty salt: the same message always gives the same signature.
+    """RSA-PSS (salt 32) whose salt is derived from the key and message, not drawn at random.
 
-    For update packages, whose zip must be byte-identical when published twice
-    from the same inputs. Still standard PSS (RFC 8017 allows salt length 0), so
-    `verify` below and `openssl dgst ... -sigopt rsa_pss_saltlen:auto` accept it.
+    Publish uses it so the same inputs give a byte-identical package. The signature
+    is checked before it is returned, so a fault in the arithmetic never ships.
     """
-    return key.sign(
-        message,
-        padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=0),
-        hashes.SHA256(),
-    )
+    signature = sign_pss_deterministic(key, message)
+    if not verify([key.public_key()], message, signature):
+        raise RuntimeError("deterministic RSA-PSS signature failed its own verification")
+    return signature
 
 
 def verify(keys: Iterable[rsa.RSAPublicKey], message: bytes, signature: bytes) -> bool:

@@ -9,6 +9,7 @@ already done, does the rest, and records its result as its last act.
 from __future__ import annotations
 
 import importlib
+import logging
 import pkgutil
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ from autotel.steps.context import StepContext
 
 StepFunc = Callable[[StepContext], "dict[str, Any] | None"]
 _REGISTRY: dict[str, StepFunc] = {}
+log = logging.getLogger("autotel.steps")
 
 
 def step(name: str) -> Callable[[StepFunc], StepFunc]:
@@ -30,7 +32,16 @@ def step(name: str) -> Callable[[StepFunc], StepFunc]:
 
 
 def load_steps() -> dict[str, StepFunc]:
+    """Import every step module; one that fails to import is logged and left out.
+
+    A broken module (say, after a bad patch) must not stop the runner: the kinds that
+    use its steps fail with "unknown step", every other kind keeps working.
+    """
     for module in pkgutil.iter_modules(__path__):
-        if module.name != "context":
+        if module.name == "context":
+            continue
+        try:
             importlib.import_module(f"{__name__}.{module.name}")
+        except Exception:
+            log.exception("step module %s cannot be imported; its steps are unavailable", module.name)
     return dict(_REGISTRY)

@@ -60,7 +60,7 @@ def patch(ctx: StepContext) -> dict[str, Any]:
 
 
 def _reporter(ctx: StepContext, low: float, high: float) -> Callable[[int, int], None]:
-    """Progress over [low, high] of the step, about 20 events however many files there are."""
+    """Progress over [low, high] of the step, about 10 events however many files there are."""
 
     def report(done: int, total: int) -> None:
         if done == total or done % progress_steps(total) == 0:

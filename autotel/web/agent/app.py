@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from autotel.config import Config
 from autotel.export.archive import prune
 from autotel.export.cursor import BadExportRequest, ExportRequest
 from autotel.fsutil import atomic_write_text
+from autotel.package.semver import parse_version
 from autotel.spool.queue import Spool
 from autotel.web.agent.auth import AuthDenied, Authenticator
 from autotel.web.agent.jobs import JobTimeout, run_job
@@ -34,7 +34,6 @@ log = logging.getLogger("autotel.agent")
 
 AUTH_BODY_LIMIT = 8 * 1024
 SEND_PIECE = 256 * 1024
-VERSION_PATTERN = re.compile(r"^\d{1,9}\.\d{1,9}\.\d{1,9}$")
 RECEIVE_WAIT_S = 1800.0  # the receive step's own timeout (jobs/receive.yaml) is shorter
 ERROR_CODES = (400, 401, 403, 404, 405, 408, 411, 413, 414, 429, 500, 501, 503)
 
@@ -265,14 +264,16 @@ def _update(state: AgentState) -> Any:
     _require_token(state)
     ip = peer_ip()
     version = (bottle.request.get_header("X-Update-Version") or "").strip()
-    if not VERSION_PATTERN.match(version):
+    try:
+        parse_version(version[:100])
+    except ValueError:
         raise json_error(
             400,
             {
                 "status": "invalid_package",
-                "error": f"X-Update-Version {version[:40]!r}: expected X.Y.Z",
+                "error": f"X-Update-Version {version[:40]!r}: expected a semantic version X.Y.Z",
             },
-        )
+        ) from None
     limit = state.config.agent.max_update_mb * 1024 * 1024
     try:
         upload, _ = receive_upload(

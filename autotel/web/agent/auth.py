@@ -21,18 +21,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from autotel.crypto.challenge import auth_message
 from autotel.crypto.signing import verify
 from autotel.timeutil import iso, parse_iso, utcnow
 from autotel.web.agent.guards import Monotonic, NonceStore, RateLimiter, TokenStore
 
-MESSAGE_PREFIX = "autotel-auth-v1"
 MAX_SKEW_S = 60.0
 MAX_FIELD_CHARS = 2048
-
-
-def auth_message(timestamp: str, nonce: str, fingerprint: str) -> bytes:
-    """The exact bytes the admin signs (shared with the admin client)."""
-    return f"{MESSAGE_PREFIX}\n{timestamp}\n{nonce}\n{fingerprint}".encode()
 
 
 class AuthDenied(Exception):

@@ -23,11 +23,11 @@ import psycopg
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from autotel.config import Config, load_config
+from autotel.crypto.challenge import auth_message
 from autotel.crypto.signing import load_private_key, sign
 from autotel.runner.loop import Runner
 from autotel.site.create import SiteOptions, create_site
 from autotel.web.agent import agent_fingerprint, build_agent
-from autotel.crypto.challenge import auth_message
 from autotel.web.server import ServerHandle
 
 

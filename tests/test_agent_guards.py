@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from autotel.crypto.signing import load_private_key, load_public_key, sign
 from autotel.crypto.challenge import auth_message
+from autotel.crypto.signing import load_private_key, load_public_key, sign
 from autotel.web.agent.auth import AuthDenied, Authenticator
 from autotel.web.agent.guards import NonceStore, RateLimiter, TokenStore
 

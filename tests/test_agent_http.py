@@ -25,7 +25,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from autotel.timeutil import iso, parse_iso
-from tests.foundation_support import wait_for
 from tests.agent_support import (
     RunningAgent,
     fresh_database,
@@ -34,6 +33,7 @@ from tests.agent_support import (
     running_agent,
     signed_login,
 )
+from tests.foundation_support import wait_for
 
 _addresses = itertools.count(10)
 
@@ -190,8 +190,8 @@ def test_reused_nonce_is_refused(
 ) -> None:
     body = signed_login(agent, client, admin_keys[0])
     assert client.post("/auth", json=body).status_code == 200
-    from autotel.crypto.signing import load_private_key, sign
     from autotel.crypto.challenge import auth_message
+    from autotel.crypto.signing import load_private_key, sign
 
     fresh_stamp = iso(parse_iso(body["timestamp"]) + timedelta(seconds=1))
     resigned = sign(

@@ -149,8 +149,8 @@ def test_kill_9_mid_job_resumes_at_the_first_unfinished_step(bare_site: Config) 
     write_kind(bare_site, "slow", "steps: [ping, wait]\n")
     runner = RunnerProcess(bare_site).start().ready()
     try:
-        ident = runner.spool.submit("slow", {"seconds": 2})
-        wait_for(lambda: step_reported(bare_site, ident, "waiting 2 s"), 30, "the wait step to run")
+        ident = runner.spool.submit("slow", {"seconds": 3})
+        wait_for(lambda: step_reported(bare_site, ident, "2 s more"), 30, "the wait step's progress")
         worker_pids = runner.children()
         runner.kill()
         before = running_record(bare_site, ident)
@@ -165,7 +165,10 @@ def test_kill_9_mid_job_resumes_at_the_first_unfinished_step(bare_site: Config) 
     assert job["state"] == "done"
     assert step_starts(bare_site, ident) == {"ping": 1, "wait": 2}
     assert job["steps"][0]["started"] == before["steps"][0]["started"]
-    assert job["result"]["waited_s"] == 2.0
+    assert job["result"]["waited_s"] == 3.0
+    pcts = [e["pct"] for e in events_of(bare_site, ident)]
+    assert pcts == sorted(pcts) and pcts[-1] == 100  # the bar never went back on resume
+    assert max(p for p in pcts if p < 100) > 50  # the interrupted step had reported progress
 
 
 def test_a_second_runner_on_the_same_state_dir_refuses(bare_site: Config) -> None:

@@ -21,7 +21,7 @@ from tests.foundation_support import assert_one_line_error, cli
 from tests.push_support import CLIENT, Relay, archived_sensors, free_port, insert_rows
 
 
-def run_push(storage: Path, key: Path, port: int, *extra: str):  # noqa: ANN201 - CompletedProcess
+def run_push(storage: Path, key: Path, port: int, *extra: str):
     return cli(
         "push",
         "--host",

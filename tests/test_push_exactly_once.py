@@ -45,7 +45,7 @@ class Writer(threading.Thread):
         except BaseException as e:  # reported by the test, which would otherwise pass silently
             self.error = e
 
-    def _write(self, conn, serial: int) -> int:  # noqa: ANN001 - psycopg connection
+    def _write(self, conn, serial: int) -> int:
         if self.style == "plain":
             self._insert(conn, serial, "now()")
             return serial + 1
@@ -63,7 +63,7 @@ class Writer(threading.Thread):
                 raise psycopg.Rollback(tx)  # leaves the block, rolling back all of its rows
         return serial + rows
 
-    def _insert(self, conn, serial: int, time_sql: str) -> None:  # noqa: ANN001
+    def _insert(self, conn, serial: int, time_sql: str) -> None:
         conn.execute(
             f"INSERT INTO readings (time, sensor, value) VALUES ({time_sql}, %s, %s)",
             (f"{self.name}-{serial}", serial / 7),

@@ -58,7 +58,7 @@ def with_signature(package: Path, signature: bytes) -> Path:
     return forged
 
 
-def run_push(tmp_path: Path, key: Path, port: int, package: Path):  # noqa: ANN201
+def run_push(tmp_path: Path, key: Path, port: int, package: Path):
     return cli(
         "push",
         "--host",

@@ -7,19 +7,16 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
 from autotel.config import Config, load_config
 from autotel.licensing.files import issue_license, license_path, today_utc
 from autotel.watchdog.statusfile import pid_alive, read_services
-
-T = TypeVar("T")
+from tests.foundation_support import wait_for
 
 
 def run_cli(*args: str, config: Config | None = None, timeout: float = 60,
@@ -55,18 +52,6 @@ def configure_site(config: Config, **sections: dict[str, object]) -> Config:
 def python_command(code: str) -> str:
     """A collector command line running `code` with this interpreter (POSIX quoting)."""
     return f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"
-
-
-def wait_for(predicate: Callable[[], T], timeout: float = 20, what: str = "condition") -> T:
-    """Poll `predicate` until it returns something truthy; fail the test with `what` if it never does."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def services(config: Config) -> dict[str, dict[str, Any]]:

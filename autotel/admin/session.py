@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from autotel.admin.offer import UpdateOffer
 from autotel.admin.pinning import PinnedCert, address_of, pinned_context
 from autotel.admin.verify import Announced
+from autotel.crypto.challenge import auth_message
 from autotel.crypto.signing import sign
 from autotel.crypto.tls import fingerprint_der
 from autotel.errors import (
@@ -35,7 +36,6 @@ from autotel.errors import (
     TransportError,
     UnreachableError,
 )
-from autotel.crypto.challenge import auth_message
 
 CHUNK_BYTES = 1 << 20
 

@@ -22,7 +22,11 @@ def register(app: typer.Typer) -> None:
 
 def watchdog(ctx: typer.Context) -> None:
     """Check the licence, then run and supervise runner, agent, portal and the collector."""
-    from autotel.watchdog.database import is_embedded, start_embedded_database, stop_embedded_database
+    from autotel.watchdog.database import (
+        is_embedded,
+        start_embedded_database,
+        stop_embedded_database,
+    )
     from autotel.watchdog.orphans import stop_orphans
     from autotel.watchdog.process import SubprocessLauncher
     from autotel.watchdog.services import service_specs

@@ -31,6 +31,29 @@ def emit(events_file: Path, job: dict[str, Any], step: str, pct: float, msg: str
     return event
 
 
+def highest_pct(events_file: Path, job_id: str, window_bytes: int = 1024 * 1024) -> int:
+    """The highest pct reported for `job_id` in the file's last `window_bytes`.
+
+    Used when a job resumes after a crash: the progress its interrupted step had
+    reported is only in the events, and the bar must not go back.
+    """
+    try:
+        with open(events_file, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - window_bytes))
+            tail = f.read()
+    except FileNotFoundError:
+        return 0
+    highest = 0
+    for line in tail.splitlines():
+        try:
+            event = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(event, dict) and event.get("job") == job_id:
+            highest = max(highest, int(event.get("pct") or 0))
+    return highest
+
+
 def read_events(events_file: Path) -> list[dict[str, Any]]:
     """Every event, skipping a torn last line (the runner may be writing it)."""
     events = []

@@ -17,7 +17,7 @@ from typing import Any
 
 from autotel.config import Config
 from autotel.errors import AutotelError, JobError
-from autotel.runner.events import emit
+from autotel.runner.events import emit, highest_pct
 from autotel.runner.kinds import JobKind, StepPolicy, load_kind
 from autotel.runner.progress import step_span
 from autotel.runner.worker import StepWorker
@@ -43,6 +43,9 @@ class JobExecutor:
             kind = load_kind(job["kind"], self.config.install_path, self.known_steps)
         except JobError as e:
             return self._fail(path, job, str(e))
+        if any(r.get("state") == "running" for r in job.get("steps", [])):
+            # resumed after a crash: the interrupted step's progress is only in the events
+            job["pct"] = max(job.get("pct", 0), highest_pct(self.config.state.events, job["id"]))
         if job.get("state") != "failing":
             job["state"] = "running"
         job.setdefault("started", now_iso())
@@ -81,14 +84,17 @@ class JobExecutor:
     def _run_step(self, path: Path, job: dict[str, Any], policy: StepPolicy,
                   record: dict[str, Any], index: int, total: int, phase: str) -> str | None:
         low, high = step_span(index, total) if phase == "main" else (self._last_pct(job),) * 2
+        low = max(low, job.get("pct", 0))
+        high = max(low, high)
         timeout = policy.timeout_s or self.config.runner.default_step_timeout_s
         for attempt in range(policy.retries + 1):
             record.update(state="running", started=now_iso(), finished=None, error=None,
                           attempt=attempt + 1)
             self.spool.save(path, job)
-            emit(self.config.state.events, job, policy.name, low, policy.msg, attempt=attempt + 1,
-                 **({"msg_en": policy.msg_en} if policy.msg_en else {}))
+            self._emit(job, policy.name, low, policy.msg, attempt=attempt + 1,
+                       **({"msg_en": policy.msg_en} if policy.msg_en else {}))
             outcome = self._call(job, policy, low, high, timeout)
+            job["pct"] = max(job["pct"], outcome.get("pct", 0))
             record["finished"] = now_iso()
             if outcome["ok"]:
                 record.update(state="done", result=outcome.get("result") or {})
@@ -113,30 +119,37 @@ class JobExecutor:
             return {"ok": False, "error": str(e), "type": type(e).__name__}
 
     def _last_pct(self, job: dict[str, Any]) -> float:
+        """Where the bar stands: the finished share of the main steps, or more if reported."""
         done = [r for r in job["steps"] if r.get("phase", "main") == "main" and r["state"] == "done"]
         main = [r for r in job["steps"] if r.get("phase", "main") == "main"]
-        return 100.0 * len(done) / len(main) if main else 0.0
+        share = 100.0 * len(done) / len(main) if main else 0.0
+        return max(share, job.get("pct", 0))
+
+    def _emit(self, job: dict[str, Any], step: str, pct: float, msg: str, **extra: Any) -> None:
+        """Every event of a job goes through here, so its pct never goes back (DESIGN.md)."""
+        job["pct"] = max(pct, job.get("pct", 0))
+        emit(self.config.state.events, job, step, job["pct"], msg, **extra)
 
     def _succeed(self, path: Path, job: dict[str, Any]) -> str:
         job["result"] = merged_results(job)
         job.update(state="done", error=None, finished=now_iso())
         self.spool.finish(path, job, "done")
-        emit(self.config.state.events, job, "done", 100, "Готово", msg_en="Done")
+        self._emit(job, "done", 100, "Готово", msg_en="Done")
         return "done"
 
     def _move_on(self, path: Path, job: dict[str, Any]) -> str:
         """Finish the move a crash interrupted; the steps are not run again."""
         state = str(job["state"])
         self.spool.finish(path, job, state)
-        emit(self.config.state.events, job, state, 100 if state == "done" else self._last_pct(job),
-             str(job.get("error") or ""))
+        self._emit(job, state, 100 if state == "done" else self._last_pct(job),
+                   str(job.get("error") or ""))
         return state
 
     def _fail(self, path: Path, job: dict[str, Any], error: str) -> str:
         job["result"] = merged_results(job)
         job.update(state="failed", error=error, finished=now_iso())
         self.spool.finish(path, job, "failed")
-        emit(self.config.state.events, job, "failed", self._last_pct(job), error)
+        self._emit(job, "failed", self._last_pct(job), error)
         return "failed"
 
 

@@ -134,6 +134,7 @@ def worker_main(conn: Connection, config_path: str) -> None:
         except Exception as e:  # a bug in a step must fail the job, not the worker
             answer = {"ok": False, "error": f"{type(e).__name__}: {e}", "type": type(e).__name__,
                       "traceback": traceback.format_exc(limit=8)}
+        answer["pct"] = reporter.last
         conn.send(answer)
 
 

@@ -100,7 +100,7 @@ def _open_console_log(path: Path) -> IO[bytes]:
             os.replace(path, path.with_name(path.name + ".1"))
     except FileNotFoundError:
         pass
-    return open(path, "ab")  # noqa: SIM115 - handed to the child, closed right after spawn
+    return open(path, "ab")
 
 
 def last_line(path: Path, max_chars: int = 200) -> str:

@@ -25,9 +25,11 @@ def demo(
         "--dir", help="Build the demo here and keep it (default: a temporary folder, removed at the end)",
     )] = None,
 ) -> None:
-    """Admin keys, a licensed site on the embedded database with a simulated collector, the
-    watchdog, a published update, a push with data and the update; then the portal's address
-    and PIN for the operator (Ctrl+C stops everything)."""
+    """The whole cycle on this machine: a site with a simulated collector, a push with data and an update.
+
+    Then the portal's address and PIN for the operator (Ctrl+C stops everything);
+    --auto confirms the update itself and exits 0 when the new version runs.
+    """
     from autotel.demo.run import run_demo
 
     root = _prepare(directory)

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -215,18 +216,25 @@ SECRET_KEYS = {"portal.pin", "database.dsn"}
 
 
 def format_validation_errors(error: ValidationError, path: Path, origin: str | None = None) -> str:
-    """A header line, then one line per problem: the key, what was expected, what was found
-    and where it came from (the file or an AUTOTEL_ variable)."""
+    """Each problem: the key, what was expected, what was found and where it came from (the
+    file or an AUTOTEL_ variable). One problem is one line, as every CLI error (DESIGN.md);
+    several get a header line and a line each."""
+    problems = [_problem(item, origin or path.name) for item in error.errors(include_url=False)]
+    if len(problems) == 1:
+        return f"{path}: {problems[0]}"
     lines = [f"{path}: {error.error_count()} configuration error(s):"]
-    for item in error.errors(include_url=False):
-        loc = [str(part) for part in item["loc"]]
-        key = ".".join(loc)
-        expected = item["msg"]
-        if item["type"] == "extra_forbidden":
-            expected = f"unknown key; expected one of: {', '.join(_known_keys(loc[:-1]))}"
-        found = "a secret value" if key in SECRET_KEYS else repr(item.get("input"))
-        lines.append(f"  - {key}: {expected} (got {found}, {_origin(loc, origin or path.name)})")
+    lines += [f"  - {problem}" for problem in problems]
     return "\n".join(lines)
+
+
+def _problem(item: ErrorDetails, file_origin: str) -> str:
+    loc = [str(part) for part in item["loc"]]
+    key = ".".join(loc)
+    expected = item["msg"]
+    if item["type"] == "extra_forbidden":
+        expected = f"unknown key; expected one of: {', '.join(_known_keys(loc[:-1]))}"
+    found = "a secret value" if key in SECRET_KEYS else repr(item.get("input"))
+    return f"{key}: {expected} (got {found}, {_origin(loc, file_origin)})"
 
 
 def _origin(loc: list[str], file_origin: str) -> str:

@@ -89,7 +89,7 @@ def test_a_package_other_than_the_confirmed_one_is_refused(
     release.assert_old()
 
 
-@pytest.mark.parametrize("params", [{}, {"sha256": "abc"}])
+@pytest.mark.parametrize("params", [{"sha256": ""}, {"sha256": "abc"}])
 def test_an_apply_without_a_confirmed_sha256_is_refused(
         site: Config, admin_keys: tuple[Path, Path], tmp_path: Path,
         params: dict[str, str]) -> None:

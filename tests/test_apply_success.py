@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 from autotel.config import Config
+from autotel.fsutil import atomic_write_text
 from tests.apply_support import CREATED, NEW_VERSION, OLD_FILES, OLD_VERSION, prepare, step_events
 from tests.foundation_support import events_of, running
 
@@ -35,6 +36,18 @@ def test_apply_installs_the_update_and_says_so(site: Config, admin_keys: tuple[P
     assert starts["patch"]["msg"] == "Застосування файлів..."
     assert starts["migrate"]["msg"] == "Міграція БД..."
     assert starts["restart"]["msg"] == "Перезапуск..."
+
+
+def test_a_dropped_kind_apply_alone_installs_the_waiting_update(
+        site: Config, admin_keys: tuple[Path, Path], tmp_path: Path) -> None:
+    """DESIGN.md: the minimum a person may drop is {"kind": "apply"}."""
+    release = prepare(site, admin_keys[0], tmp_path / "admin")
+    with running(site) as runner:
+        atomic_write_text(site.state.job_dir("queue") / "by-hand.json", '{"kind": "apply"}')
+        job = runner.spool.wait("by-hand", 120)
+    assert job["state"] == "done", job
+    assert job["steps"][0]["result"]["sha256"] == release.sha256
+    release.assert_new()
 
 
 def test_backup_holds_the_replaced_files_and_lists_the_created(

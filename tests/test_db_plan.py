@@ -91,3 +91,10 @@ def test_acquire_waiting_times_out_then_gets_the_released_lock(tmp_path: Path) -
     thread.join(30)
     assert got.is_set()
     waiter.release()
+
+
+def test_a_short_password_is_masked_without_mangling_words() -> None:
+    error = Exception("connection to server on port 5432 failed: password p rejected")
+    assert one_line(error, "postgresql://u:p@h/db") == (
+        "connection to server on port 5432 failed: password *** rejected"
+    )

@@ -93,6 +93,15 @@ def test_the_cli_reports_a_bad_file_without_a_traceback(tmp_path: Path) -> None:
     assert len(lines) == 6 and all(line.startswith("  - ") for line in lines[1:])
 
 
+def test_one_bad_key_is_one_line_on_stderr(tmp_path: Path) -> None:
+    """DESIGN.md: an invalid config is a user mistake, reported in one line."""
+    path = tmp_path / "autotel.yaml"
+    path.write_text("client_id: a\n")
+    result = cli("jobs", "ls", config=path, env={"AUTOTEL_AGENT__PORT": "abc"})
+    assert result.returncode == 2
+    assert_one_line_error(result, f"{path}: agent.port: ", "(got 'abc', from AUTOTEL_AGENT__PORT)")
+
+
 @pytest.mark.parametrize(("content", "message"), [
     (None, "configuration file not found; create a site with `autotel init DIR`"),
     ("agent:\n  port: [\n", "not valid YAML: line 3, column 1: expected the node content"),

@@ -272,6 +272,7 @@ def test_jobs_add_wait_reports_the_outcome(bare_site: Config) -> None:
         bad = cli("jobs", "add", "wait", "-p", "seconds=x", "--wait", "30",
                   config=bare_site.config_path)
     assert ok.returncode == 0 and ok.stdout.splitlines()[1] == "done", ok
+    assert job_file(bare_site, ok.stdout.splitlines()[0], "done")["pct"] == 100
     assert_one_line_error(bad, "failed: step wait failed: wait: seconds 'x' is not a number")
     assert bad.returncode == 5
 

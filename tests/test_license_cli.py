@@ -23,7 +23,7 @@ def _issue_cli(private: Path, out: Path) -> None:
     result = run_cli("license", "issue", "--client-id", "plant_A", "--expires", expires,
                      "--key", str(private), "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert f"licence for 'plant_A' (autotel) valid through {expires}" in result.stdout
+    assert f"licence for 'plant_A' (any product) valid through {expires}" in result.stdout
 
 
 def _issue(private: Path, out: Path, client_id: str = "plant_A", product: str = "autotel") -> None:
@@ -77,6 +77,17 @@ def test_expired_licence_is_refused(bare_site: Config, admin_keys: tuple[Path, P
 def test_licence_of_another_site_is_refused(bare_site: Config, admin_keys: tuple[Path, Path]) -> None:
     _issue(admin_keys[0], license_path(bare_site), client_id="plant_B")
     _assert_refused(bare_site, "for site 'plant_B'", "this site is 'plant_A'")
+
+
+def test_licence_issued_without_product_fits_any_product_of_the_site(
+        bare_site: Config, admin_keys: tuple[Path, Path]) -> None:
+    """DESIGN.md's `license issue` has no --product: the licence binds the client_id."""
+    _issue_cli(admin_keys[0], license_path(bare_site))
+    with bare_site.config_path.open("a", encoding="utf-8") as f:
+        f.write("product: widget\n")
+    result = run_cli("license", "check", config=bare_site)
+    assert result.returncode == 0, result.stderr
+    assert "product any" in result.stdout
 
 
 def test_licence_for_another_product_is_refused(bare_site: Config, admin_keys: tuple[Path, Path]) -> None:

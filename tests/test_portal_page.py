@@ -58,6 +58,17 @@ def test_signed_in_page_shows_version_badge_and_escaped_notes(
     assert "&lt;/script&gt;&lt;script&gt;alert(1)" in page
 
 
+def test_the_pin_header_reads_the_page_as_it_reads_the_api(
+        bare_site: Config, admin_keys: tuple[Path, Path], tmp_path: Path) -> None:
+    make_pending(bare_site, publish(tmp_path, admin_keys[0], "1.2.0", {"a.py": b"1"}))
+    with running_portal(bare_site) as portal, client(portal) as http:
+        right = http.get("/", headers={"X-Config-Pin": PIN})
+        wrong = http.get("/", headers={"X-Config-Pin": "0000"})
+    assert right.status_code == 200 and 'id="current-version">1.0.0<' in right.text
+    assert "Отримано оновлення v1.2.0" in right.text
+    assert wrong.status_code == 401 and "1.2.0" not in wrong.text
+
+
 def _start_portal(config: Config, env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "autotel", "--config", str(config.config_path), "portal"],

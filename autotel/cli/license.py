@@ -24,7 +24,9 @@ def issue(
     client_id: Annotated[str, typer.Option(help="The site's client_id (as in its autotel.yaml)")],
     expires: Annotated[str, typer.Option(help="Last valid day, YYYY-MM-DD (UTC)")],
     key: Annotated[Path, typer.Option(help="Admin private key (PEM)")] = Path("private.pem"),
-    product: Annotated[str, typer.Option(help="Product the site runs")] = "autotel",
+    product: Annotated[
+        str | None, typer.Option(help="Product the site runs (default: any)")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Where to write the licence")] = Path("license.dat"),
 ) -> None:
     """Sign a licence for one site; copy it to the site's install directory as license.dat."""
@@ -33,7 +35,8 @@ def issue(
     except LicenseError as e:
         raise ConfigError(str(e)) from None
     lic = issue_license(key, client_id, expiry, product, out)
-    say(f"licence for {lic.client_id!r} ({lic.product}) valid through {lic.expires.isoformat()}: {out}")
+    say(f"licence for {lic.client_id!r} ({lic.product or 'any product'}) valid through "
+        f"{lic.expires.isoformat()}: {out}")
 
 
 @license_app.command("check")
@@ -41,5 +44,6 @@ def check(ctx: typer.Context) -> None:
     """Check this site's license.dat: trusted signature, this client_id and product, not expired."""
     config = site_config(ctx)
     lic = check_site_license(config)
-    say(f"licence valid: site {lic.client_id!r}, product {lic.product!r}, "
+    product = repr(lic.product) if lic.product else "any"
+    say(f"licence valid: site {lic.client_id!r}, product {product}, "
         f"through {lic.expires.isoformat()} ({lic.days_left(today_utc())} days left)")

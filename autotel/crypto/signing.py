@@ -91,6 +91,6 @@ def _read_key_file(path: Path, what: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except FileNotFoundError as e:
-        raise ConfigError(f"{path}: {what} file not found; pass --key or run `autotel keygen`") from e
+        raise ConfigError(f"{path}: {what} file not found; check the path (`autotel keygen` makes a key pair)") from e
     except OSError as e:
         raise ConfigError(f"{path}: cannot read {what}: {e.strerror}") from e

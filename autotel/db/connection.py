@@ -134,4 +134,7 @@ def one_line(error: BaseException, dsn: str = "") -> str:
     """A psycopg message on one line, with any password that appears in it masked."""
     text = " ".join(part.strip() for part in str(error).splitlines() if part.strip())
     password = (_parse(dsn) or {}).get("password") if dsn else None
-    return text.replace(str(password), "***") if password else text
+    if not password:
+        return text
+    # only where it stands as a token of its own, so a short password does not mangle words
+    return re.sub(rf"(?<!\w){re.escape(str(password))}(?!\w)", "***", text)

@@ -1,6 +1,7 @@
 """The operator portal's API, used the way the operator page uses it.
 
-Sign in with the PIN (`POST /api/login`: a session cookie and a CSRF token), read
+Sign in with the PIN (`POST /api/login`: a session cookie, and a CSRF token in the
+`X-CSRF-Token` header), read
 `GET /api/update/status`, confirm with `POST /api/update/apply` carrying the SHA-256
 of the package the operator saw.
 """
@@ -29,8 +30,8 @@ class PortalClient:
         self.http.close()
 
     def login(self, pin: str) -> None:
-        answer = self._call("POST", "/api/login", json={"pin": pin})
-        self.http.headers[CSRF_HEADER] = str(answer.get("csrf", ""))
+        answer = self._send("POST", "/api/login", json={"pin": pin})
+        self.http.headers[CSRF_HEADER] = answer.headers.get(CSRF_HEADER, "")
 
     def status(self) -> dict[str, Any]:
         return self._call("GET", "/api/update/status")
@@ -41,14 +42,20 @@ class PortalClient:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         """Raises: TransportError for a failed request or an answer other than 2xx JSON."""
+        response = self._send(method, path, **kwargs)
+        try:
+            data: dict[str, Any] = response.json()
+        except ValueError:
+            raise TransportError(
+                f"portal {method} {path}: not JSON: {response.text[:200]}") from None
+        return data
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Raises: TransportError for a failed request or an answer other than 2xx."""
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as e:
             raise TransportError(f"portal {method} {path}: {e}") from None
         if not response.is_success:
             raise TransportError(f"portal {method} {path}: HTTP {response.status_code} {response.text[:200]}")
-        try:
-            data: dict[str, Any] = response.json()
-        except ValueError:
-            raise TransportError(f"portal {method} {path}: not JSON: {response.text[:200]}") from None
-        return data
+        return response

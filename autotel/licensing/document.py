@@ -23,13 +23,17 @@ DOMAIN = b"autotel-license-v1\n"
 
 @dataclass(frozen=True)
 class License:
+    """`product` None: valid for whatever product the site runs (the contract's
+    `license issue` has no --product; the licence binds the client_id)."""
+
     client_id: str
-    product: str
+    product: str | None
     expires: date
     issued: str
 
     def payload(self) -> dict[str, Any]:
-        return {"format": FORMAT, "client_id": self.client_id, "product": self.product,
+        product = {} if self.product is None else {"product": self.product}
+        return {"format": FORMAT, "client_id": self.client_id, **product,
                 "expires": self.expires.isoformat(), "issued": self.issued}
 
     def days_left(self, today: date) -> int:
@@ -66,8 +70,10 @@ def decode(raw: bytes, source: str) -> tuple[License, dict[str, Any], bytes]:
         payload, signature_b64 = document["license"], document["signature"]
         if not isinstance(payload, dict) or not isinstance(signature_b64, str):
             raise TypeError("license must be an object and signature a string")
-        fields = {k: payload[k] for k in ("client_id", "product", "expires", "issued")}
-        if not all(isinstance(v, str) for v in fields.values()):
+        fields = {k: payload[k] for k in ("client_id", "expires", "issued")}
+        product = payload.get("product")
+        strings = all(isinstance(v, str) for v in fields.values())
+        if not strings or not isinstance(product, str | None):
             raise TypeError("client_id, product, expires and issued must be strings")
         signature = base64.b64decode(signature_b64, validate=True)
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, binascii.Error) as e:
@@ -77,11 +83,11 @@ def decode(raw: bytes, source: str) -> tuple[License, dict[str, Any], bytes]:
         raise LicenseError(f"{source}: licence format {payload.get('format')!r} is not supported "
                            f"(expected {FORMAT})")
     expires = parse_date(fields["expires"], f"{source}: expiry")
-    return License(fields["client_id"], fields["product"], expires, fields["issued"]), payload, signature
+    return License(fields["client_id"], product, expires, fields["issued"]), payload, signature
 
 
 def check_terms(lic: License, *, client_id: str, product: str, today: date, source: str) -> None:
-    """The checks after the signature: this site, this product, not expired.
+    """The checks after the signature: this site, this product (if it names one), not expired.
 
     Raises:
         LicenseError: naming what the licence says and what this site is.
@@ -89,7 +95,7 @@ def check_terms(lic: License, *, client_id: str, product: str, today: date, sour
     if lic.client_id != client_id:
         raise LicenseError(f"{source}: licence is for site {lic.client_id!r}, this site is {client_id!r}; "
                            "ask the admin for this site's licence")
-    if lic.product != product:
+    if lic.product is not None and lic.product != product:
         raise LicenseError(f"{source}: licence is for product {lic.product!r}, this site runs {product!r}")
     if lic.expires < today:
         raise LicenseError(f"{source}: licence for {client_id!r} expired on {lic.expires.isoformat()}; "

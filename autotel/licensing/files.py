@@ -1,7 +1,7 @@
 """Issuing a licence (admin side) and checking a site's `license.dat` (site side).
 
-A licence is valid through its expiry date (UTC), for exactly one `client_id` and
-product, and only when one of the site's trusted admin keys signed it.
+A licence is valid through its expiry date (UTC), for exactly one `client_id` (and
+one product, if issued with one), and only when one of the site's trusted admin keys signed it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ def today_utc() -> date:
     return utcnow().date()
 
 
-def issue_license(key_path: Path, client_id: str, expires: date, product: str, out: Path) -> License:
+def issue_license(key_path: Path, client_id: str, expires: date, product: str | None,
+                  out: Path) -> License:
     """Sign a licence for `client_id` with the admin's private key and write it to `out`.
 
     Raises:

@@ -132,7 +132,7 @@ class JobExecutor:
 
     def _succeed(self, path: Path, job: dict[str, Any]) -> str:
         job["result"] = merged_results(job)
-        job.update(state="done", error=None, finished=now_iso())
+        job.update(state="done", error=None, finished=now_iso(), pct=100)
         self.spool.finish(path, job, "done")
         self._emit(job, "done", 100, "Готово", msg_en="Done")
         return "done"

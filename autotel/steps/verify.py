@@ -24,19 +24,22 @@ MSG = ("Перевірка пакету...", "Verifying the package...")
 def verify(ctx: StepContext) -> dict[str, Any]:
     """Re-verify the stored package completely, against the installed version.
 
+    Without `params.sha256` the waiting package is the confirmed one: DESIGN.md lets a
+    person drop `{"kind": "apply"}` alone into the queue to apply what is waiting.
+
     Raises:
-        JobError: the job has no valid `params.sha256`.
+        JobError: `params.sha256` is given but not a SHA-256.
         PackageError / SignatureError / NotNewerError: it is not (or no longer) acceptable,
             it changed after it was received, or it is not the package the operator confirmed.
     """
     fault_point(ctx.state, "verify:start")
-    confirmed = str(ctx.params.get("sha256", "")).strip().lower()
-    if not _SHA256.match(confirmed):
-        raise JobError("an apply job needs params.sha256: the SHA-256 of the update the operator "
-                       "confirmed (64 hex digits)")
     pending = read_pending(ctx.state)
     if pending is None:
         raise PackageError("no update is waiting to be applied; it may have been applied already")
+    confirmed = str(ctx.params.get("sha256", pending.sha256)).strip().lower()
+    if not _SHA256.match(confirmed):
+        raise JobError("params.sha256 of an apply job must be the SHA-256 of the update the "
+                       "operator confirmed (64 hex digits), or absent for the waiting one")
     if not hmac.compare_digest(pending.sha256, confirmed):
         raise PackageError(
             f"the waiting update v{pending.version} is not the one that was confirmed (confirmed "

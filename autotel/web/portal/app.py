@@ -106,11 +106,28 @@ class PortalRoutes:
             bottle.response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, path="/",
                                        samesite="Strict", secure=self.scheme == "https")
         session = self.auth.session(request.get_cookie(COOKIE_NAME))
+        signed_in = session is not None or self._pin_header_accepted()
         bottle.response.set_header("Cache-Control", "no-store")
-        return render_page(lang=lang, site=self.config.client_id, signed_in=session is not None,
-                           status=update_status(self.config) if session else None,
+        return render_page(lang=lang, site=self.config.client_id, signed_in=signed_in,
+                           status=update_status(self.config) if signed_in else None,
                            csrf=session.csrf if session else None,
                            pin_set=bool(self.config.portal.pin.get_secret_value()))
+
+    def _pin_header_accepted(self) -> bool:
+        """A script may read the page with the PIN header, as it reads the API.
+
+        A wrong PIN counts toward the lockout like any other and the sign-in page is
+        served with its status (401, or 429 while locked out).
+        """
+        pin = bottle.request.get_header(PIN_HEADER)
+        if pin is None:
+            return False
+        try:
+            self.auth.check_pin(pin, _peer_ip())
+        except AuthRefused as e:
+            bottle.response.status = e.status
+            return False
+        return True
 
     def static(self, name: str) -> Any:
         response = bottle.static_file(name, root=str(STATIC_DIR))
@@ -131,7 +148,9 @@ class PortalRoutes:
         bottle.response.set_cookie(COOKIE_NAME, token,
                                    max_age=int(self.config.portal.session_ttl_s), path="/",
                                    httponly=True, samesite="Strict", secure=self.scheme == "https")
-        return {"ok": True, "csrf": session.csrf}
+        # The body is exactly {"ok": true} (DESIGN.md); the page's own token comes with it.
+        bottle.response.set_header(CSRF_HEADER, session.csrf)
+        return {"ok": True}
 
     def logout(self) -> dict[str, Any]:
         self._refuse_cross_origin()

@@ -87,6 +87,11 @@ class PortalAuth:
         """Let a request through or raise AuthRefused; returns its session, if it used one.
 
         A PIN header wins over a cookie: a script that sends the PIN is judged by it.
+        A state change with the cookie is refused when it names another site in its
+        `Origin` (browsers send one with every POST, so a forged form from another
+        page always does) or carries a wrong CSRF token. A client that sends no
+        `Origin` is not a browser and cannot hold the operator's cookie by accident;
+        the cookie is also SameSite=Strict.
         """
         if pin is not None:
             self.check_pin(pin, ip)
@@ -94,9 +99,11 @@ class PortalAuth:
         session = self.session(token)
         if session is None:
             raise AuthRefused(401, f"sign in first: send the PIN in {PIN_HEADER} or log in")
-        if changes_state and not (csrf_matches(session, csrf) or same_origin(origin, host, scheme)):
+        if changes_state and not csrf_matches(session, csrf) and (
+            csrf is not None or cross_origin(origin, host, scheme)
+        ):
             raise AuthRefused(403, "request refused: it does not come from the portal page "
-                                   f"(no matching Origin or {CSRF_HEADER})")
+                                   f"(another site's Origin, or a wrong {CSRF_HEADER})")
         return session
 
     def _load_sessions(self) -> None:

@@ -105,3 +105,23 @@ def test_a_bad_public_key_file_is_a_config_error(tmp_path: Path, content: bytes 
 def test_a_public_key_is_not_a_private_key(admin_keys: tuple[Path, Path]) -> None:
     with pytest.raises(ConfigError, match="not a PEM RSA private key"):
         load_private_key(admin_keys[1])
+
+
+def test_a_damaged_key_never_ships_a_bad_signature(tmp_path: Path,
+                                                   admin_keys: tuple[Path, Path]) -> None:
+    """Keys load without OpenSSL's slow consistency check; the self-check takes its place."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    numbers = load_private_key(admin_keys[0]).private_numbers()
+    damaged = rsa.RSAPrivateNumbers(numbers.p, numbers.q, numbers.d, numbers.dmp1 + 2,
+                                    numbers.dmq1, numbers.iqmp, numbers.public_numbers)
+    path = tmp_path / "damaged.pem"
+    path.write_bytes(damaged.private_key(unsafe_skip_rsa_key_validation=True).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    key = load_private_key(path)
+    with pytest.raises(ConfigError, match="damaged"):
+        sign_deterministic(key, MESSAGE)
+    public = [load_public_key(admin_keys[1])]
+    assert verify(public, MESSAGE, sign(key, MESSAGE))  # OpenSSL falls back; never a bad one

@@ -89,6 +89,19 @@ def test_last_line_without_newline_still_counts() -> None:
     verifier.finish(announce(body, 2))
 
 
+def test_large_body_in_uneven_chunks_counts_every_record() -> None:
+    """Members and received chunks cross the verifier's inflate slices at odd places."""
+    lines = [json.dumps({"id": i, "noise": os.urandom(24).hex()}) for i in range(20_000)]
+    body = body_of(lines, 5)
+    assert len(body) > 4 * 64 * 1024
+    for size in (len(body), 100_003, 65_536):
+        verifier = ArchiveVerifier()
+        for piece in pieces(body, size):
+            verifier.update(piece)
+        verifier.finish(announce(body, len(lines)))
+        assert verifier.records == len(lines)
+
+
 def tamper(body: bytes) -> bytes:
     middle = len(body) // 2
     return body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1 :]

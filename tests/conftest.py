@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,16 @@ import pytest
 from autotel.config import Config, load_config
 from autotel.crypto.keys import generate_keypair
 from autotel.site.create import SiteOptions, create_site
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A SIGTERM (a CI time limit, `timeout`) ends the run like Ctrl+C, so the session's
+    teardown still stops the embedded PostgreSQL instead of leaving it running."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 @contextlib.contextmanager

@@ -17,6 +17,8 @@ from pathlib import Path
 import pgserver
 import psycopg
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from autotel.config import Config, load_config
 from autotel.crypto.keys import generate_keypair
@@ -75,6 +77,17 @@ def pg_dsn(pg_server: str) -> Iterator[str]:
 def admin_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(private.pem, public.pem) of the admin, made once per session (RSA 3072 is slow)."""
     return generate_keypair(tmp_path_factory.mktemp("admin"))
+
+
+@pytest.fixture(scope="session")
+def stranger_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private key no site trusts (RSA 2048: only ever refused, so speed over strength)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = tmp_path_factory.mktemp("stranger") / "private.pem"
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    return path
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ an SSE reader, and a runner in a thread for the end-to-end apply."""
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,13 +16,11 @@ import httpx
 from autotel.config import Config
 from autotel.crypto.signing import load_private_key
 from autotel.package.build import PackageSpec, Source, build_package
-from autotel.package.pending import store_pending
-from autotel.package.verify import verify_package
-from autotel.package.zipread import file_sha256
 from autotel.runner.loop import Runner
 from autotel.timeutil import utcnow
 from autotel.web.portal import build_portal
 from autotel.web.server import ServerHandle
+from tests.apply_support import receive as make_pending
 
 PIN = "4321"  # the PIN of conftest's sites
 NOTES = "Додано журнал тривог.\nВиправлено відображення температури котла №2."
@@ -64,16 +61,6 @@ def publish(folder: Path, private_key: Path, version: str, files: dict[str, byte
                        expires=now + timedelta(days=30),
                        files=[Source(rel, source / rel) for rel in files], migrations=sql)
     return build_package(spec, load_private_key(private_key), folder / "out")
-
-
-def make_pending(config: Config, package: Path) -> str:
-    """Keep `package` as the pending update, as the receive job does; returns its sha256."""
-    upload = config.state.incoming / package.name
-    shutil.copyfile(package, upload)
-    manifest = verify_package(upload, config, installed_version=config.state.installed_version())
-    sha256 = file_sha256(upload)
-    store_pending(config.state, upload, manifest, sha256)
-    return sha256
 
 
 def pending_package(config: Config, private_key: Path, folder: Path, version: str = "1.1.0") -> str:

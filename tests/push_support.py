@@ -12,12 +12,14 @@ import contextlib
 import gzip
 import json
 import socket
+import subprocess
 import threading
 from pathlib import Path
 
 from autotel.config import Config
 from autotel.db import connect
 from autotel.db.migrate import migrate_site
+from tests.foundation_support import cli
 
 CLIENT = "plant_A"
 
@@ -144,3 +146,11 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def run_push_cli(
+    storage: Path, key: Path, port: int, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`autotel push` against 127.0.0.1:`port` as a real subprocess."""
+    return cli("push", "--host", "127.0.0.1", "--port", str(port), "--client-id", CLIENT,
+               "--key", str(key), "--storage", str(storage), *extra)

@@ -21,8 +21,6 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from autotel.timeutil import iso, parse_iso
 from tests.agent_support import (
@@ -58,20 +56,6 @@ def ip() -> str:
 def client(agent: RunningAgent, ip: str) -> Iterator[httpx.Client]:
     with agent.client(ip=ip) as c:
         yield c
-
-
-@pytest.fixture(scope="module")
-def other_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path = tmp_path_factory.mktemp("intruder") / "private.pem"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
 
 
 def assert_json_error(answer: httpx.Response, status: int) -> dict[str, object]:
@@ -179,8 +163,10 @@ def test_exactly_once_across_sessions_while_collecting(
     assert len(seen) == len(set(seen)) and sorted(seen) == ids
 
 
-def test_wrong_key_is_refused(agent: RunningAgent, client: httpx.Client, other_key: Path) -> None:
-    answer = client.post("/auth", json=signed_login(agent, client, other_key))
+def test_wrong_key_is_refused(
+    agent: RunningAgent, client: httpx.Client, stranger_key: Path
+) -> None:
+    answer = client.post("/auth", json=signed_login(agent, client, stranger_key))
     assert_json_error(answer, 401)
     assert_still_serving(agent)
 

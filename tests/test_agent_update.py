@@ -12,8 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from autotel.timeutil import iso
 from tests.agent_support import RunningAgent, login, make_site, running_agent
@@ -42,20 +40,6 @@ def session(agent: RunningAgent, admin_keys: tuple[Path, Path]) -> Iterator[http
     with agent.client(ip=f"127.0.1.{next(_addresses)}") as client:
         client.headers["Authorization"] = f"Bearer {login(agent, client, admin_keys[0])}"
         yield client
-
-
-@pytest.fixture(scope="module")
-def stranger_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path = tmp_path_factory.mktemp("stranger") / "private.pem"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
 
 
 def send(

@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from autotel.config import Config, load_config
 from autotel.package.pending import clear_pending, read_pending
@@ -46,20 +44,6 @@ def receiver(
     yield config
     stop.set()
     thread.join(30)
-
-
-@pytest.fixture(scope="module")
-def stranger_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path = tmp_path_factory.mktemp("stranger") / "private.pem"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
 
 
 def run_receive(config: Config, upload: Upload) -> dict[str, Any]:

@@ -17,25 +17,8 @@ from autotel.crypto.keys import generate_keypair
 from autotel.crypto.tls import fingerprint_pem, make_certificate
 from autotel.db.migrate import migrate_site
 from tests.agent_support import running_agent
-from tests.foundation_support import assert_one_line_error, cli
-from tests.push_support import CLIENT, Relay, archived_sensors, free_port, insert_rows
-
-
-def run_push(storage: Path, key: Path, port: int, *extra: str):
-    return cli(
-        "push",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--client-id",
-        CLIENT,
-        "--key",
-        str(key),
-        "--storage",
-        str(storage),
-        *extra,
-    )
+from tests.foundation_support import assert_one_line_error
+from tests.push_support import CLIENT, Relay, archived_sensors, free_port, insert_rows, run_push_cli
 
 
 @pytest.fixture
@@ -50,7 +33,7 @@ def test_push_prints_pin_and_summary_then_refuses_a_changed_certificate(
     storage = tmp_path / "data"
     insert_rows(migrated_site, 42)
     with running_agent(migrated_site) as agent:
-        done = run_push(storage, admin_keys[0], agent.port)
+        done = run_push_cli(storage, admin_keys[0], agent.port)
         assert done.returncode == 0, done.stderr
         assert agent.fingerprint in done.stdout and "pinned" in done.stdout
         assert "42 records" in done.stdout and str(storage / CLIENT) in done.stdout
@@ -61,13 +44,15 @@ def test_push_prints_pin_and_summary_then_refuses_a_changed_certificate(
         known.pin(
             f"127.0.0.1:{agent.port}", other.decode()
         )  # as if the site had another cert before
-        changed = run_push(storage, admin_keys[0], agent.port)
+        changed = run_push_cli(storage, admin_keys[0], agent.port)
         assert changed.returncode == 12
         assert_one_line_error(
             changed, fingerprint_pem(other), agent.fingerprint, f"--accept-cert {agent.fingerprint}"
         )
 
-        accepted = run_push(storage, admin_keys[0], agent.port, "--accept-cert", agent.fingerprint)
+        accepted = run_push_cli(
+            storage, admin_keys[0], agent.port, "--accept-cert", agent.fingerprint
+        )
         assert accepted.returncode == 0, accepted.stderr
         assert "0 records" in accepted.stdout and "archive none" in accepted.stdout
     pins = json.loads((storage / "known_agents.json").read_text())
@@ -77,7 +62,7 @@ def test_push_prints_pin_and_summary_then_refuses_a_changed_certificate(
 def test_wrong_key_exits_13(migrated_site: Config, tmp_path: Path) -> None:
     stranger, _ = generate_keypair(tmp_path / "stranger")
     with running_agent(migrated_site) as agent:
-        refused = run_push(tmp_path / "data", stranger, agent.port)
+        refused = run_push_cli(tmp_path / "data", stranger, agent.port)
     assert refused.returncode == 13
     assert_one_line_error(refused, "401", "trusted_keys")
 
@@ -86,20 +71,20 @@ def test_broken_transfer_exits_14(
     migrated_site: Config, admin_keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
     with running_agent(migrated_site) as agent, Relay(agent.port) as relay:
-        assert run_push(tmp_path / "data", admin_keys[0], relay.port).returncode == 0
+        assert run_push_cli(tmp_path / "data", admin_keys[0], relay.port).returncode == 0
         relay.arm(cut_after=2 * relay.downstream + 50_000)
         insert_rows(migrated_site, 20_000)
-        broken = run_push(tmp_path / "data", admin_keys[0], relay.port)
+        broken = run_push_cli(tmp_path / "data", admin_keys[0], relay.port)
         assert broken.returncode == 14
         assert_one_line_error(broken, "export")
         relay.arm()
-        assert run_push(tmp_path / "data", admin_keys[0], relay.port).returncode == 0
+        assert run_push_cli(tmp_path / "data", admin_keys[0], relay.port).returncode == 0
     assert len(archived_sensors(tmp_path / "data")) == 20_000
 
 
 def test_unreachable_exits_11(admin_keys: tuple[Path, Path], tmp_path: Path) -> None:
     port = free_port()
-    result = run_push(tmp_path / "data", admin_keys[0], port, "--connect-timeout", "2")
+    result = run_push_cli(tmp_path / "data", admin_keys[0], port, "--connect-timeout", "2")
     assert result.returncode == 11
     assert_one_line_error(result, f"127.0.0.1:{port}")
 
@@ -111,6 +96,6 @@ def test_bad_key_file_exits_2(tmp_path: Path, content: str | None, needle: str) 
     key = tmp_path / "private.pem"
     if content is not None:
         key.write_text(content)
-    result = run_push(tmp_path / "data", key, free_port())
+    result = run_push_cli(tmp_path / "data", key, free_port())
     assert result.returncode == 2
     assert_one_line_error(result, needle)

@@ -21,7 +21,7 @@ from autotel.errors import ConfigError, PackageError
 from autotel.package.pending import read_pending
 from tests.agent_support import running_agent
 from tests.foundation_support import assert_one_line_error, cli
-from tests.push_support import CLIENT, busy, insert_rows
+from tests.push_support import CLIENT, busy, insert_rows, run_push_cli
 
 
 def publish(tmp_path: Path, key: Path, version: str, payload: bytes = b"print('new')\n") -> Path:
@@ -58,24 +58,6 @@ def with_signature(package: Path, signature: bytes) -> Path:
     return forged
 
 
-def run_push(tmp_path: Path, key: Path, port: int, package: Path):
-    return cli(
-        "push",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--client-id",
-        CLIENT,
-        "--key",
-        str(key),
-        "--storage",
-        str(tmp_path / "data"),
-        "--update",
-        str(package),
-    )
-
-
 def test_update_is_queued_after_the_export(
     site: Config, admin_keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -98,7 +80,9 @@ def test_update_is_queued_after_the_export(
         pending = read_pending(busy_site.state)
         assert pending is not None and pending.version == "1.1.0"
 
-        again = run_push(tmp_path, admin_keys[0], agent.port, package)  # the identical package
+        again = run_push_cli(  # the identical package
+            tmp_path / "data", admin_keys[0], agent.port, "--update", str(package)
+        )
         assert again.returncode == 0, again.stderr
         assert "update v1.1.0: queued" in again.stdout and "0 records" in again.stdout
 
@@ -111,11 +95,15 @@ def test_same_version_exits_0_and_forged_signature_exits_3(
     newer = publish(tmp_path, admin_keys[0], "2.0.0")
     forged = with_signature(newer, os.urandom(384))
     with running_agent(busy_site) as agent:
-        same = run_push(tmp_path, admin_keys[0], agent.port, installed)
+        same = run_push_cli(
+            tmp_path / "data", admin_keys[0], agent.port, "--update", str(installed)
+        )
         assert same.returncode == 0, same.stderr
         assert "same_version" in same.stdout
 
-        refused = run_push(tmp_path, admin_keys[0], agent.port, forged)
+        refused = run_push_cli(
+            tmp_path / "data", admin_keys[0], agent.port, "--update", str(forged)
+        )
         assert refused.returncode == 3
         assert "invalid_sig" in refused.stdout  # the summary still reports the export
         assert_one_line_error(refused, "refused update v2.0.0", "invalid_sig")

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from autotel.runner.events import EventTail, parse_lines
 from autotel.web.portal.auth import cross_origin, same_origin
 from autotel.web.portal.i18n import choose_language
 from autotel.web.portal.lockout import PinThrottle
-from autotel.web.portal.progress import EventTail, latest_apply_events, parse_lines
+from autotel.web.portal.progress import latest_apply_events
 from autotel.web.portal.sessions import SessionBook, csrf_matches
 
 

@@ -15,12 +15,13 @@ each one holds a server thread.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from autotel.runner.events import EventTail, parse_lines
 
 APPLY_KIND = "apply"
 # The replay reads at most this much of the file's end (the latest apply is near it);
@@ -43,19 +44,6 @@ class SubscriberCap:
         self._slots.release()
 
 
-def parse_lines(data: bytes) -> list[dict[str, Any]]:
-    """Events in complete lines of `data`; a line that is not a JSON object is skipped."""
-    events = []
-    for line in data.splitlines():
-        try:
-            event = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue
-        if isinstance(event, dict):
-            events.append(event)
-    return events
-
-
 def latest_apply_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The events of the last apply job in `events`, in order."""
     job = next((e.get("job") for e in reversed(events) if e.get("kind") == APPLY_KIND), None)
@@ -64,41 +52,6 @@ def latest_apply_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def sse_message(event: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
-
-
-class EventTail:
-    """Reads complete lines appended to the events file since the last read."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-
-    def recent(self, window: int) -> bytes:
-        """Complete lines within the last `window` bytes (a line cut by the window is dropped)."""
-        try:
-            start = max(0, os.stat(self.path).st_size - window)
-        except FileNotFoundError:
-            return b""
-        self.offset = start
-        data = self.read_new()
-        return data[data.find(b"\n") + 1:] if start > 0 else data
-
-    def read_new(self) -> bytes:
-        """Complete new lines (up to the last newline); a torn last line waits for the next call."""
-        try:
-            size = os.stat(self.path).st_size
-        except FileNotFoundError:
-            size = 0
-        if size < self.offset:  # truncated or replaced: start over
-            self.offset = 0
-        if size == self.offset:
-            return b""
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            data = f.read(size - self.offset)
-        complete = data[: data.rfind(b"\n") + 1]
-        self.offset += len(complete)
-        return complete
 
 
 class ProgressStream:

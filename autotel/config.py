@@ -89,6 +89,19 @@ class WatchdogConfig(_Section):
     stop_timeout_s: float = Field(10.0, gt=0)
 
 
+class RetentionConfig(_Section):
+    """Limits on what a site writes for ever, so a PC nobody looks at for months stays tidy.
+
+    Each log is rotated to `<name>.1` (one previous generation kept) once over its limit.
+    """
+
+    events_max_mb: float = Field(10.0, gt=0)
+    sessions_max_mb: float = Field(5.0, gt=0)
+    console_log_max_mb: float = Field(5.0, gt=0)
+    # Newest job files kept in each of jobs/done/ and jobs/failed/ (the newest apply job too).
+    keep_finished_jobs: int = Field(500, ge=1)
+
+
 class Config(BaseSettings):
     """Everything a site reads from `autotel.yaml`; every key has a working default."""
 
@@ -109,6 +122,7 @@ class Config(BaseSettings):
     collector: CollectorConfig = CollectorConfig()
     runner: RunnerConfig = RunnerConfig()
     watchdog: WatchdogConfig = WatchdogConfig()
+    retention: RetentionConfig = RetentionConfig()
 
     config_path: Path = Field(DEFAULT_CONFIG, exclude=True)
 

@@ -21,6 +21,7 @@ from autotel.config import Config
 from autotel.errors import JobError
 from autotel.lockfile import ProcessLock
 from autotel.runner.execute import JobExecutor
+from autotel.runner.housekeeping import tidy
 from autotel.runner.worker import StepWorker
 from autotel.spool.jobfile import parse_job, reset_for_retry
 from autotel.spool.queue import Spool
@@ -45,6 +46,7 @@ class Runner:
         try:
             self.worker.start()
             log.info("runner started for %s", self.config.state.root)
+            tidy(self.config)
             self.resume_orphans()
             self.drain()
             for _ in watch(self.config.state.queue, stop_event=self.stop, debounce=20, step=2,
@@ -117,3 +119,4 @@ class Runner:
         except Exception:  # e.g. a full disk: the file stays in running/ for the next start
             log.exception("%s stopped by an unexpected error; it resumes when the runner restarts",
                           path.name)
+        tidy(self.config)

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
 
+from autotel.fsutil import rotate
+
 CONSOLE_LOG_MAX_BYTES = 5 * 1024 * 1024
 WINDOWS = sys.platform == "win32"
 if sys.platform == "win32":
@@ -41,6 +43,7 @@ class ServiceSpec:
     cwd: Path
     console_log: Path
     env: dict[str, str] = field(default_factory=dict, repr=False)
+    console_log_max_bytes: int = CONSOLE_LOG_MAX_BYTES
 
 
 class Child(Protocol):
@@ -66,7 +69,7 @@ class Launcher(Protocol):
 
 class SubprocessLauncher:
     def spawn(self, spec: ServiceSpec) -> Child:
-        log = _open_console_log(spec.console_log)
+        log = _open_console_log(spec.console_log, spec.console_log_max_bytes)
         try:
             return subprocess.Popen(spec.argv, cwd=spec.cwd, env=spec.env or None,
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -92,14 +95,16 @@ def _send(child: Child, sig: int) -> None:
             child.send_signal(sig)
 
 
-def _open_console_log(path: Path) -> IO[bytes]:
-    """Append to the service's console log, keeping one previous file once it grows large."""
+def _open_console_log(path: Path, max_bytes: int) -> IO[bytes]:
+    """Append to the service's console log, keeping one previous file once it grows large.
+
+    Rotated only here, as the service (re)starts: the child holds the log open while it
+    runs, and Windows cannot rename an open file. If something else still has it open,
+    the service starts anyway and the log is rotated at a later start.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        if path.stat().st_size > CONSOLE_LOG_MAX_BYTES:
-            os.replace(path, path.with_name(path.name + ".1"))
-    except FileNotFoundError:
-        pass
+    with contextlib.suppress(OSError):
+        rotate(path, max_bytes)
     return open(path, "ab")
 
 

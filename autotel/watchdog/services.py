@@ -3,7 +3,8 @@
 Each autotel service is `python -m autotel --config <site>/autotel.yaml <name>`, with
 the same interpreter as the watchdog. The collector is the site's own command
 (`collector.command`), run in the install directory with `AUTOTEL_CONFIG` set so it
-can find the site. Console output goes to `state/logs/<name>.console.log`.
+can find the site. Console output goes to `state/logs/<name>.console.log`, rotated to
+`<name>.console.log.1` when the service (re)starts with it over `retention.console_log_max_mb`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 
 from autotel.config import CONFIG_ENV, Config
 from autotel.errors import ConfigError
+from autotel.fsutil import MB
 from autotel.watchdog.process import ServiceSpec
 
 AUTOTEL_SERVICES = ("runner", "agent", "portal")
@@ -24,15 +26,16 @@ def service_specs(config: Config) -> list[ServiceSpec]:
     """Raises: ConfigError when the collector command cannot be parsed."""
     config_path = str(config.config_path.resolve())
     env = {**os.environ, CONFIG_ENV: config_path}
+    log_limit = int(config.retention.console_log_max_mb * MB)
     specs = [
         ServiceSpec(name, [sys.executable, "-m", "autotel", "--config", config_path, name],
-                    config.install_path, config.state.logs / f"{name}.console.log", env)
+                    config.install_path, config.state.logs / f"{name}.console.log", env, log_limit)
         for name in AUTOTEL_SERVICES
     ]
     if config.collector.command.strip():
         argv = split_command(config.collector.command)
         specs.append(ServiceSpec(COLLECTOR, argv, config.install_path,
-                                 config.state.logs / f"{COLLECTOR}.console.log", env))
+                                 config.state.logs / f"{COLLECTOR}.console.log", env, log_limit))
     return specs
 
 

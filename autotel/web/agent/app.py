@@ -257,6 +257,7 @@ class ArchiveStream:
             "export",
             records=self.result["records"],
             status="ok" if complete else "interrupted",
+            max_mb=self.state.config.retention.sessions_max_mb,
         )
 
 
@@ -284,12 +285,14 @@ def _update(state: AgentState) -> Any:
         )
     except TooLarge as e:
         record_session(
-            state.config.state.sessions, ip, "update", version=version, status="too_large"
+            state.config.state.sessions, ip, "update", version=version, status="too_large",
+            max_mb=state.config.retention.sessions_max_mb,
         )
         raise json_error(413, {"status": "too_large", "error": str(e)}) from None
     except Incomplete as e:
         record_session(
-            state.config.state.sessions, ip, "update", version=version, status="incomplete"
+            state.config.state.sessions, ip, "update", version=version, status="incomplete",
+            max_mb=state.config.retention.sessions_max_mb,
         )
         raise json_error(400, {"status": "invalid_package", "error": str(e)}) from None
     params = {
@@ -305,7 +308,8 @@ def _update(state: AgentState) -> Any:
     status, body = update_answer(job)
     discard(upload)  # the receive steps remove it already; this covers a job that failed early
     record_session(
-        state.config.state.sessions, ip, "update", version=version, status=body["status"]
+        state.config.state.sessions, ip, "update", version=version, status=body["status"],
+        max_mb=state.config.retention.sessions_max_mb,
     )
     bottle.response.status = status
     return body

@@ -1,12 +1,23 @@
-"""`state/sessions.jsonl`: one line per export served and per update received."""
+"""`state/sessions.jsonl`: one line per export served and per update received.
+
+Bounded: once over `retention.sessions_max_mb` it is rotated to `sessions.jsonl.1`.
+The agent is the only writer, so a lock between its threads is enough for a line
+never to be appended while the file is being renamed.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from pathlib import Path
 
-from autotel.fsutil import append_line
+from autotel.fsutil import MB, append_line, rotate
 from autotel.timeutil import now_iso
+
+log = logging.getLogger("autotel.agent")
+
+_writing = threading.Lock()
 
 
 def record_session(
@@ -17,6 +28,7 @@ def record_session(
     records: int | None = None,
     version: str | None = None,
     status: str,
+    max_mb: float,
 ) -> None:
     line = {
         "time": now_iso(),
@@ -26,4 +38,9 @@ def record_session(
         "version": version,
         "status": status,
     }
-    append_line(log_file, json.dumps(line, ensure_ascii=False))
+    with _writing:
+        append_line(log_file, json.dumps(line, ensure_ascii=False))
+        try:
+            rotate(log_file, int(max_mb * MB))
+        except OSError as e:  # the line is written; the next one tries again
+            log.warning("could not rotate %s: %s", log_file, e)

@@ -25,7 +25,8 @@ from autotel.runner.events import EventTail, parse_lines
 
 APPLY_KIND = "apply"
 # The replay reads at most this much of the file's end (the latest apply is near it);
-# events.jsonl grows for the life of a site, and each new stream must not read it all.
+# events.jsonl and its previous generation hold up to 2 x retention.events_max_mb, and
+# each new stream must not read them all.
 REPLAY_WINDOW_BYTES = 4 * 1024 * 1024
 
 Enricher = Callable[[dict[str, Any]], dict[str, Any]]

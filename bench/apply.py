@@ -1,20 +1,34 @@
 """Applying an update of 1,000 files (50 MB, mixed sizes) against an admin's copy script.
 
-    uv run python bench/apply.py [--files 1000] [--mb 50] [--repeat 3]
+    uv run python bench/apply.py [--files 1000] [--mb 50] [--repeat 5]
+    BENCH_DIR=/mnt/fresh-ext4 uv run python bench/apply.py      # measure on another disk
 
 Measured in the same run, on the same disk, each round on fresh copies, `sync` before
-each timed part so neither pays for the other's writes; median of `--repeat`:
+each timed part so none pays for another's writes; medians of `--repeat` rounds, and
+the median of each round's own ratio (the three parts of a round see the same disk):
 
 - reference: `cp -a old backup && cp -a new/. old/ && sync` — what an admin would script:
   not verified, not atomic per file, not resumable, durable only at the final sync.
-- autotel:   an `apply` job in a real `autotel runner` (started and idle beforehand),
-  from submitting the job to the job file landing in `done/`: re-verify the signed
-  package (every hash), backup zip, stage + fsync, rename into place, version.txt,
-  restart.flag. The package has no migrations (no database in the loop).
+- floor:     the least a durable, per-file atomic apply can do in Python: hard-link each
+  old file into a backup folder, copy the new one (already unpacked, not verified) to a
+  temp file beside it, `sync`, `os.replace` each, `sync`. No package, no hashes, no zip.
+- autotel:   an `apply` job in a real `autotel runner` (started and idle beforehand,
+  with a real `autotel portal` streaming the progress to one SSE reader, as the
+  operator's page does), from submitting the job to its file landing in `done/`:
+  re-verify the signed package (signature, rules, every file's SHA-256 as it is
+  unpacked), backup zip, one flush, rename into place, version.txt, restart.flag.
+  No migrations (no database in the loop).
+
+Creating files dominates all three, and its cost depends on the disk's recent past:
+on an ext4 without a journal (this machine's root) each new inode is searched past
+the ones deleted in the last minutes (`recently_deleted` in the kernel), so a disk
+that has just run the test suite makes every `cp -a` several times slower. Run it
+once on the default temp folder and once on a freshly made ext4 (`BENCH_DIR`) to see
+both: docs/benchmarks.md has the commands.
 
 Files: 60% small (1–16 KiB), 30% medium (16–256 KiB), 10% large, scaled so the tree
 holds `--mb` MB; half are compressible text (the publisher deflates them), half random
-(stored). Also reports the runner's and its step worker's peak RSS (VmHWM).
+(stored). Also reports the peak RSS (VmHWM) of the runner, its step worker and the portal.
 """
 
 from __future__ import annotations
@@ -24,14 +38,18 @@ import json
 import os
 import random
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+import httpx
 
 from autotel.config import Config, load_config
 from autotel.crypto.keys import generate_keypair
@@ -44,6 +62,7 @@ from autotel.site.create import SiteOptions, create_site
 from autotel.spool.queue import Spool
 from autotel.timeutil import parse_iso, utcnow
 
+PIN = "1234"
 WORDS = b"temperature pressure sensor reading valve pump flow level alarm setpoint".split()
 
 
@@ -89,7 +108,7 @@ def make_versions(count: int, total: int, seed: int) -> tuple[dict[str, bytes], 
 
 def prepare_site(root: Path, public: Path, private: Path, old: dict[str, bytes],
                  new: dict[str, bytes]) -> tuple[Config, str]:
-    options = SiteOptions(client_id="bench", public_keys=[public], pin="1234")
+    options = SiteOptions(client_id="bench", public_keys=[public], pin=PIN)
     created = create_site(root / "site", options)
     config = load_config(created.config_path)
     write_tree(config.install_path, old)
@@ -115,27 +134,102 @@ def time_script(root: Path, old: dict[str, bytes], new: dict[str, bytes]) -> flo
     return time.perf_counter() - start
 
 
-def time_apply(config: Config, sha256: str) -> tuple[float, dict[str, int]]:
+def time_floor(root: Path, old: dict[str, bytes], new: dict[str, bytes]) -> float:
+    install, unpacked, backup = root / "install", root / "new", root / "backup"
+    write_tree(install, old)
+    write_tree(unpacked, new)
+    subprocess.run(["sync"], check=True)
+    start = time.perf_counter()
+    for rel in new:
+        (backup / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.link(install / rel, backup / rel)
+        shutil.copy2(unpacked / rel, install / (rel + ".new"))
+    os.sync()
+    for rel in new:
+        os.replace(install / (rel + ".new"), install / rel)
+    os.sync()
+    return time.perf_counter() - start
+
+
+def time_apply(config: Config, sha256: str) -> tuple[float, dict[str, float], dict[str, int]]:
+    """The apply job in a real runner, watched by a real portal with one SSE page open."""
     spool = Spool(config.state)
-    log = open(config.state.root / "bench-runner.log", "wb")  # noqa: SIM115 (closed below)
-    runner = subprocess.Popen([sys.executable, "-m", "autotel", "--config", str(config.config_path),
-                               "runner"], stdout=log, stderr=subprocess.STDOUT)
+    log = open(config.state.root / "bench-services.log", "wb")  # noqa: SIM115 (closed below)
+    runner = _service(config, "runner", log, {})
+    port = _free_port()
+    portal = _service(config, "portal", log, {"AUTOTEL_PORTAL__HOST": "127.0.0.1",
+                                              "AUTOTEL_PORTAL__PORT": str(port)})
     try:
         assert spool.wait(spool.submit("ping"), 120)["state"] == "done"
+        page = ProgressPage(port)
         subprocess.run(["sync"], check=True)
         start = time.perf_counter()
         job = spool.wait(spool.submit("apply", {"sha256": sha256}), 600, poll_s=0.005)
         seconds = time.perf_counter() - start
+        page.wait_for("done")
         assert job["state"] == "done", job.get("error")
-        print("steps:", step_seconds(job), file=sys.stderr)
-        return seconds, peak_rss(runner.pid)
+        return seconds, step_seconds(job), {**peak_rss(runner.pid), "portal": _hwm(portal.pid)}
     except Exception:
-        sys.stderr.write((config.state.root / "bench-runner.log").read_text()[-3000:])
+        sys.stderr.write((config.state.root / "bench-services.log").read_text()[-3000:])
         raise
     finally:
-        runner.terminate()
-        runner.wait(30)
+        for service in (runner, portal):
+            service.terminate()
+            service.wait(30)
         log.close()
+
+
+def _service(config: Config, name: str, log: IO[bytes],
+             env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "autotel", "--config", str(config.config_path),
+                             name], stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env})
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class ProgressPage:
+    """What the operator's page does during an apply: read the SSE progress stream.
+
+    Its reading thread is a daemon that ends when the portal does.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.headers = {"X-Config-Pin": PIN}
+        self.steps: list[str] = []
+        self.seen = threading.Event()
+        self.wanted = ""
+        self._wait_for_portal()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _wait_for_portal(self) -> None:
+        deadline = time.monotonic() + 60
+        while True:  # the portal is up once it answers
+            try:
+                httpx.get(self.url + "/api/update/status", headers=self.headers).raise_for_status()
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def wait_for(self, step: str) -> None:
+        self.wanted = step
+        if step not in self.steps:
+            assert self.seen.wait(60), f"the page never saw {step!r}: {self.steps}"
+
+    def _read(self) -> None:
+        with httpx.stream("GET", self.url + "/api/update/progress", headers=self.headers,
+                          timeout=None) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data:"):
+                    self.steps.append(json.loads(line[5:])["step"])
+                    if self.steps[-1] == self.wanted:
+                        self.seen.set()
 
 
 def step_seconds(job: dict[str, Any]) -> dict[str, float]:
@@ -172,30 +266,44 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--mb", type=float, default=50)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     old, new = make_versions(args.files, int(args.mb * 1e6), seed=1)
     where = os.environ.get("BENCH_DIR")  # a folder on the disk to measure (default: the temp dir)
+    rounds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="autotel-bench-apply-", dir=where) as tmp:
         keys = generate_keypair(Path(tmp) / "keys")
-        scripts: list[float] = []
-        applies: list[float] = []
-        rss: dict[str, int] = {}
         for n in range(args.repeat):
             round_dir = Path(tmp) / f"round{n}"
-            scripts.append(time_script(round_dir / "script", old, new))
+            script = time_script(round_dir / "script", old, new)
+            floor = time_floor(round_dir / "floor", old, new)
             config, sha256 = prepare_site(round_dir / "autotel", keys[1], keys[0], old, new)
-            seconds, rss = time_apply(config, sha256)
-            applies.append(seconds)
+            seconds, steps, rss = time_apply(config, sha256)
+            rounds.append({"script": script, "floor": floor, "apply": seconds, "steps": steps})
+            print(f"round {n}: script {script:.3f} s, floor {floor:.3f} s, apply {seconds:.3f} s "
+                  f"{steps}", file=sys.stderr)
             shutil.rmtree(round_dir)
-    script, apply = statistics.median(scripts), statistics.median(applies)
-    print(json.dumps({"files": args.files, "mb": round(sum(map(len, new.values())) / 1e6, 1),
-                      "script_s": [round(s, 3) for s in scripts],
-                      "apply_s": [round(s, 3) for s in applies],
-                      "ratio": round(apply / script, 2), "peak_rss_kib": rss}))
+    report(rounds, rss, args.files, sum(map(len, new.values())))
+
+
+def report(rounds: list[dict[str, Any]], rss: dict[str, int], files: int, size: int) -> None:
+    def median(key: str) -> float:
+        return statistics.median(r[key] for r in rounds)
+
+    script, floor, apply = median("script"), median("floor"), median("apply")
+    paired = statistics.median(r["apply"] / r["script"] for r in rounds)
+    steps = {name: round(statistics.median(r["steps"][name] for r in rounds), 3)
+             for name in rounds[0]["steps"]}
+    print(json.dumps({"files": files, "mb": round(size / 1e6, 1),
+                      "script_s": [round(r["script"], 3) for r in rounds],
+                      "floor_s": [round(r["floor"], 3) for r in rounds],
+                      "apply_s": [round(r["apply"], 3) for r in rounds], "steps_s": steps,
+                      "ratio": round(apply / script, 2), "paired_ratio": round(paired, 2),
+                      "floor_ratio": round(floor / script, 2), "peak_rss_kib": rss}))
     print(f"apply {apply:.3f} s vs cp -a + cp -a + sync {script:.3f} s: {apply / script:.2f}x "
-          f"(target <= 1.0x); peak RSS runner {rss['runner'] // 1024} MiB, "
-          f"step worker {rss.get('step worker', 0) // 1024} MiB")
+          f"(per round {paired:.2f}x; target <= 1.0x); the Python floor {floor:.3f} s = "
+          f"{floor / script:.2f}x; peak RSS runner {rss['runner'] // 1024} MiB, step worker "
+          f"{rss.get('step worker', 0) // 1024} MiB, portal {rss['portal'] // 1024} MiB")
 
 
 if __name__ == "__main__":

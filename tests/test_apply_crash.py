@@ -33,7 +33,7 @@ MID_MIGRATION = "mid-migration"  # not a seam: the kill lands while PostgreSQL r
 SLOW_MIGRATION = ("0099_slow.sql", "CREATE TABLE apply_slow (id int);\nSELECT pg_sleep(3);\n")
 
 # Together the first two chains cover every boundary of every step.
-FORWARD_A = ["verify:start", "backup:start", "backup:end", "patch:staged", "patch:replaced:3",
+FORWARD_A = ["verify:start", "verify:staged", "backup:start", "backup:end", "patch:replaced:3",
              "migrate:start", "restart:start", "restart:flag"]
 FORWARD_B = ["verify:end", "backup:written", "patch:start", "patch:replaced:1", "patch:end",
              MID_MIGRATION, "migrate:end", "restart:version", "restart:end"]

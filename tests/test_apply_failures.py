@@ -78,6 +78,31 @@ def test_a_package_altered_after_receipt_is_refused_untouched(
     assert site.state.installed_version() == "1.0.0"
 
 
+def test_a_file_changed_inside_the_stored_package_stops_the_apply_untouched(
+        site: Config, admin_keys: tuple[Path, Path], tmp_path: Path) -> None:
+    """The files are hashed as `verify` unpacks them: a changed one is caught there."""
+    release = prepare(site, admin_keys[0], tmp_path / "admin")
+    before = release.install_state()
+    pending = next(site.state.pending.glob("update_v*.zip"))
+    swap_bytes(pending, "files/app/main.py")
+    job = apply(release)
+    assert job["state"] == "failed"
+    assert [s["name"] for s in job["steps"] if s["state"] == "done"] == ["rollback"]
+    assert release.install_state() == before
+    assert not list(site.state.backups.iterdir())
+    assert not list(site.state.staging.glob("apply-*")), "the unpacked files are discarded"
+    assert "files/app/main.py sha256 mismatch" in failed_event(site, job)["msg"]
+
+
+def swap_bytes(package: Path, name: str) -> None:
+    """Rewrite `package` with `name` holding other bytes of the same length."""
+    with zipfile.ZipFile(package) as old:
+        members = [(info, old.read(info)) for info in old.infolist()]
+    with zipfile.ZipFile(package, "w") as new:
+        for info, data in members:
+            new.writestr(info, bytes(b ^ 1 for b in data) if info.filename == name else data)
+
+
 def test_a_package_other_than_the_confirmed_one_is_refused(
         site: Config, admin_keys: tuple[Path, Path], tmp_path: Path) -> None:
     release = prepare(site, admin_keys[0], tmp_path / "admin")

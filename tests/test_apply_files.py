@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from autotel.apply.backup import restore, write_backup
+from autotel.apply.backup import check_backup, restore, write_backup
 from autotel.apply.install import install_files
 from autotel.apply.plan import make_plan
 from autotel.apply.targets import InstallDir
 from autotel.apply.workdir import WorkDir
-from autotel.errors import SignatureError, StateError
+from autotel.errors import StateError
 from autotel.package.manifest import FileEntry
 from autotel.state import StatePaths
 
@@ -31,31 +31,35 @@ def test_restore_puts_back_what_changed_and_is_idempotent(install: InstallDir,
                                                           tmp_path: Path) -> None:
     plan = make_plan(["app/main.py", "app/big.bin", "new/dir/added.py"], install.kind_of)
     backup = tmp_path / "backup.zip"
-    sha256 = write_backup(backup, install, plan, "1.0.0", "1.1.0", ["0002_x.sql"])
+    write_backup(backup, install, plan, "1.0.0", "1.1.0", ["0002_x.sql"])
     with zipfile.ZipFile(backup) as archive:
         assert archive.testzip() is None
         assert json.loads(archive.read("backup.json"))["created_dirs"] == ["new", "new/dir"]
+        assert archive.read("files/app/big.bin") == bytes(range(256)) * 8192
     (install.root / "app/main.py").write_bytes(b"new main\n")
     (install.root / "new/dir").mkdir(parents=True)
     (install.root / "new/dir/added.py").write_bytes(b"added\n")
     (install.root / "new/site-note.txt").write_bytes(b"the site's own file\n")
 
-    index, restored, removed = restore(backup, sha256, install)
+    index = check_backup(backup)
+    restored, removed = restore(backup, index, install)
     assert (restored, removed) == (1, 1) and index.new_migrations == ("0002_x.sql",)
     assert (install.root / "app/main.py").read_bytes() == b"old main\n"
     assert not (install.root / "new/dir").exists()
     assert (install.root / "new/site-note.txt").exists(), "a folder the site uses is kept"
-    assert restore(backup, sha256, install)[1:] == (0, 0)
+    assert restore(backup, index, install) == (0, 0)
 
 
-def test_a_changed_backup_is_not_used(install: InstallDir, tmp_path: Path) -> None:
-    plan = make_plan(["app/main.py"], install.kind_of)
+def test_a_damaged_backup_is_refused_whole(install: InstallDir, tmp_path: Path) -> None:
+    plan = make_plan(["app/main.py", "app/big.bin"], install.kind_of)
     backup = tmp_path / "backup.zip"
-    sha256 = write_backup(backup, install, plan, "1.0.0", "1.1.0", [])
-    with backup.open("ab") as f:
-        f.write(b"x")
-    with pytest.raises(SignatureError, match="changed since this apply began"):
-        restore(backup, sha256, install)
+    write_backup(backup, install, plan, "1.0.0", "1.1.0", [])
+    data = bytearray(backup.read_bytes())
+    at = data.index(bytes(range(256))) + 1000  # a byte inside big.bin, as a bad disk block would
+    data[at] ^= 0xFF
+    backup.write_bytes(bytes(data))
+    with pytest.raises(StateError, match="app/big.bin does not match its CRC-32"):
+        check_backup(backup)
 
 
 def test_a_file_neither_staged_nor_installed_stops_the_patch(install: InstallDir,

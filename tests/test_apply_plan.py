@@ -13,8 +13,8 @@ from autotel.apply.plan import (
     backup_name,
     backups_to_prune,
     make_plan,
-    progress_steps,
     space_problem,
+    thinned,
 )
 from autotel.apply.targets import InstallDir
 from autotel.config import Config
@@ -62,8 +62,14 @@ def test_pruning_keeps_the_newest_by_time_and_ignores_other_files() -> None:
     assert backups_to_prune(names, 10) == []
 
 
-def test_progress_is_reported_about_ten_times_per_phase() -> None:
-    assert progress_steps(1000) == 100 and progress_steps(3) == 1
+def test_progress_is_reported_about_ten_times_per_phase_and_at_its_end() -> None:
+    seen: list[tuple[int, int]] = []
+    report = thinned(lambda done, total: seen.append((done, total)))
+    for total in (1000, 3):
+        for done in range(1, total + 1):
+            report(done, total)
+    assert [d for d, t in seen if t == 1000] == list(range(100, 1001, 100))
+    assert [d for d, t in seen if t == 3] == [1, 2, 3]
 
 
 @pytest.fixture
@@ -105,3 +111,51 @@ def test_an_apply_that_would_fill_the_disk_is_refused_up_front() -> None:
     assert space_problem(10**10, 50_000_000, 50_000_000) is None
     problem = space_problem(120_000_000, 50_000_000, 50_000_000)
     assert problem is not None and "needs 150 MB" in problem and "120 MB is free" in problem
+
+
+def test_plan_on_disk_takes_each_kind_from_the_check_and_matches_kind_of(
+        install: InstallDir) -> None:
+    (install.root / "app" / "lib").mkdir(parents=True)
+    (install.root / "app" / "main.py").write_text("old")
+    paths = ["app/main.py", "./app//lib/new.py", "plugins/a/b.py", "plugins/a/c.py"]
+    plan = install.plan(paths)
+    assert plan == ApplyPlan(replaced=("app/main.py",),
+                             created=("./app//lib/new.py", "plugins/a/b.py", "plugins/a/c.py"),
+                             created_dirs=("plugins", "plugins/a"))
+    assert plan == make_plan(paths, install.kind_of)
+    assert install.targets(paths) == [install.target(rel) for rel in paths]
+
+
+@pytest.mark.parametrize("rel, words", [
+    ("bin/tool/x.py", "bin/tool is a file in the install directory, not a folder"),
+    ("bin", "where the install directory has a folder"),
+    ("bin/inner", "link or special file"),
+])
+def test_plan_on_disk_refuses_a_file_where_something_else_is(install: InstallDir, rel: str,
+                                                              words: str) -> None:
+    (install.root / "bin").mkdir()
+    (install.root / "bin" / "tool").write_text("a file, not a folder")
+    (install.root / "bin" / "inner").symlink_to(install.root / "bin" / "tool")
+    with pytest.raises(PackageError, match=words):
+        install.plan(["app/ok.py", rel])
+
+
+@pytest.mark.parametrize("rel", ["plugins/evil.py", "link.py"])
+def test_links_out_are_refused_by_every_pass_even_after_a_folder_was_cached(
+        install: InstallDir, tmp_path: Path, rel: str) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "link.py").write_text("outside")
+    (install.root / "plugins").symlink_to(outside, target_is_directory=True)
+    (install.root / "link.py").symlink_to(outside / "link.py")
+    paths = ["app/a.py", "app/b.py", rel]
+    for check in (install.targets, install.plan, lambda paths: install.target(paths[-1])):
+        with pytest.raises(PackageError, match="outside the install directory"):
+            check(paths)
+
+
+def test_a_loop_of_links_is_refused(install: InstallDir) -> None:
+    (install.root / "loop").symlink_to(install.root / "loop")
+    for rel in ("loop", "loop/x.py"):
+        with pytest.raises(PackageError, match="loop of symbolic links"):
+            install.plan([rel])

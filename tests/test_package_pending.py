@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 from autotel.config import Config, load_config
 from autotel.errors import PackageError, SignatureError, StateError
 from autotel.package.pending import clear_pending, read_pending, store_pending
-from autotel.package.unpack import extract_files, read_migrations
+from autotel.package.unpack import read_migrations
 from autotel.package.verify import verify_package
 from autotel.package.zipread import file_sha256
 from tests.package_support import craft, sha, tree
@@ -81,37 +80,22 @@ def test_unreadable_meta_is_a_clear_error(bare_site: Config) -> None:
         read_pending(bare_site.state)
 
 
-def test_extract_and_migrations(
+def test_migrations_are_read_in_name_order(
     bare_site: Config, tmp_path: Path, admin_keys: tuple[Path, Path]
 ) -> None:
     package = craft(tmp_path / "p.zip", admin_keys[0], APP, migrations=SQL)
     manifest = verify_package(package, bare_site, installed_version="1.0.0")
-    written = extract_files(package, manifest, tmp_path / "staging")
-    assert sorted(p.relative_to(tmp_path / "staging").as_posix() for p in written) == sorted(APP)
-    assert (tmp_path / "staging/lib/deep/util.py").read_bytes() == APP["lib/deep/util.py"]
     assert read_migrations(package, manifest) == [
         ("0012_a.sql", "SELECT 1;\n"),
         ("0013_b.sql", "SELECT 2;\n"),
     ]
 
 
-def test_extract_rechecks_bytes_swapped_after_verifying(
+def test_a_migration_swapped_after_verifying_is_refused(
     bare_site: Config, tmp_path: Path, admin_keys: tuple[Path, Path]
 ) -> None:
     package = craft(tmp_path / "p.zip", admin_keys[0], APP, migrations=SQL)
     manifest = verify_package(package, bare_site, installed_version="1.0.0")
-    craft(
-        tmp_path / "p.zip",
-        None,
-        APP,
-        signature=b"x",
-        migrations=SQL,
-        entries={"files/portal/main.py": b"print(6)\n", "files/lib/deep/util.py": b"y = 2\n"},
-    )
-    with pytest.raises(SignatureError, match=re.escape("files/portal/main.py sha256 mismatch")):
-        extract_files(package, manifest, tmp_path / "staging")
-    assert not (tmp_path / "staging/portal/main.py").exists()
-    assert not [p for p in (tmp_path / "staging").rglob("*.tmp")]
     craft(
         tmp_path / "p.zip",
         None,
@@ -121,20 +105,6 @@ def test_extract_rechecks_bytes_swapped_after_verifying(
     )
     with pytest.raises(SignatureError, match=re.escape("migrations/0012_a.sql sha256 mismatch")):
         read_migrations(package, manifest)
-
-
-def test_extract_refuses_to_write_through_a_symlink(
-    bare_site: Config, tmp_path: Path, admin_keys: tuple[Path, Path]
-) -> None:
-    package = craft(tmp_path / "p.zip", admin_keys[0], APP)
-    manifest = verify_package(package, bare_site, installed_version="1.0.0")
-    staging = tmp_path / "staging"
-    staging.mkdir()
-    os.symlink(tmp_path / "elsewhere", staging / "lib")
-    (tmp_path / "elsewhere").mkdir()
-    with pytest.raises(PackageError, match="outside"):
-        extract_files(package, manifest, staging)
-    assert not list((tmp_path / "elsewhere").rglob("*"))
 
 
 def test_the_sites_own_files_are_protected_wherever_configured(

@@ -2,116 +2,80 @@
 
 It holds every file the update replaces (stored, not compressed: compressing
 doubles the time of an apply and saves little on already-compressed files) under
-`files/<path>`, with its permissions, and `backup.json`: the versions, the SHA-256
-of each backed-up file, the files and folders the update will create (to remove
-on rollback) and which of the package's migrations the database did not have yet.
-It is written atomically and re-checked by its SHA-256 before it is used.
+`files/<path>`, with its permissions, and `backup.json`: the versions, the files
+and folders the update will create (to remove on rollback) and which of the
+package's migrations the database did not have yet. It is written atomically
+and to a seekable file, so each entry's CRC-32 goes into its header and no byte
+passes through Python twice; before it is used it is checked whole, every entry
+against its CRC-32, which is what catches a damaged disk block.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import json
 import shutil
 import stat
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from isal import isal_zlib
 
 from autotel.apply.durable import fsync_dirs
-from autotel.apply.package import CHUNK, open_checked
+from autotel.apply.package import CHUNK
 from autotel.apply.plan import ApplyPlan, backups_to_prune
 from autotel.apply.targets import InstallDir
 from autotel.errors import StateError
 from autotel.fsutil import atomic_writer, fsync_dir
-from autotel.package.zipread import file_sha256
 
 INDEX = "backup.json"
 FILES = "files/"
+FORMAT = 2
 
 
 @dataclass(frozen=True)
 class BackupIndex:
     from_version: str
     to_version: str
-    replaced: dict[str, str]  # path -> sha256 of the old file
+    replaced: tuple[str, ...]
     created: tuple[str, ...]
     created_dirs: tuple[str, ...]
     new_migrations: tuple[str, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": 1, "from_version": self.from_version, "to_version": self.to_version,
-                "replaced": self.replaced, "created": list(self.created),
-                "created_dirs": list(self.created_dirs),
+        return {"format": FORMAT, "from_version": self.from_version,
+                "to_version": self.to_version, "replaced": list(self.replaced),
+                "created": list(self.created), "created_dirs": list(self.created_dirs),
                 "new_migrations": list(self.new_migrations)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BackupIndex:
-        return cls(data["from_version"], data["to_version"], dict(data["replaced"]),
+        if data.get("format") != FORMAT:
+            raise ValueError(f"format {data.get('format')!r}, expected {FORMAT}")
+        return cls(data["from_version"], data["to_version"], tuple(data["replaced"]),
                    tuple(data["created"]), tuple(data["created_dirs"]),
                    tuple(data["new_migrations"]))
 
 
 def write_backup(path: Path, install: InstallDir, plan: ApplyPlan, from_version: str,
-                 to_version: str, new_migrations: list[str]) -> str:
-    """Write the backup atomically; return its SHA-256 (taken as it is written)."""
-    hashes: dict[str, str] = {}
-    with atomic_writer(path) as out:
-        stream = _HashingWriter(out)
-        with zipfile.ZipFile(stream, "w", zipfile.ZIP_STORED) as archive:
-            for rel in plan.replaced:  # only read, and checked by install.plan moments ago
-                hashes[rel] = _add_file(archive, install.root / rel, FILES + rel)
-            index = BackupIndex(from_version, to_version, hashes, plan.created,
-                                plan.created_dirs, tuple(new_migrations))
-            archive.writestr(INDEX, json.dumps(index.to_json(), ensure_ascii=False, indent=1))
-    return stream.digest.hexdigest()
+                 to_version: str, new_migrations: list[str]) -> None:
+    """Write the backup atomically (it appears whole, flushed to disk, or not at all)."""
+    index = BackupIndex(from_version, to_version, plan.replaced, plan.created,
+                        plan.created_dirs, tuple(new_migrations))
+    with atomic_writer(path) as out, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
+        for rel in plan.replaced:  # only read, and checked by install.plan moments ago
+            _add_file(archive, install.root / rel, FILES + rel)
+        archive.writestr(INDEX, json.dumps(index.to_json(), ensure_ascii=False, indent=1))
 
 
-class _HashingWriter:
-    """A write-only stream that hashes what passes through.
-
-    It cannot seek, so zipfile writes each entry's sizes after its data (a data
-    descriptor) instead of going back to patch the header, and every byte is
-    hashed exactly once, in order: no second pass over the finished zip.
-    """
-
-    def __init__(self, out: IO[bytes]) -> None:
-        self.out = out
-        self.digest = hashlib.sha256()
-        self.position = 0
-
-    def write(self, data: bytes) -> int:
-        self.out.write(data)
-        self.digest.update(data)
-        self.position += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self.position
-
-    def seek(self, *args: object) -> int:
-        raise io.UnsupportedOperation("the backup is written front to back")
-
-    def flush(self) -> None:
-        self.out.flush()
-
-    def close(self) -> None:
-        """Nothing to do: `atomic_writer` owns, syncs and closes the file."""
-
-
-def _add_file(archive: zipfile.ZipFile, source: Path, name: str) -> str:
+def _add_file(archive: zipfile.ZipFile, source: Path, name: str) -> None:
     info = zipfile.ZipInfo.from_file(source, name)
     info.compress_type = zipfile.ZIP_STORED
-    digest = hashlib.sha256()
     with open(source, "rb") as src, archive.open(info, "w") as dst:
-        while chunk := src.read(CHUNK):
-            digest.update(chunk)
-            dst.write(chunk)
-    return digest.hexdigest()
+        shutil.copyfileobj(src, dst, CHUNK)
 
 
 def prune(folder: Path, keep: int, current: str) -> list[str]:
@@ -126,35 +90,46 @@ def prune(folder: Path, keep: int, current: str) -> list[str]:
     return doomed
 
 
-def read_index(path: Path, sha256: str) -> BackupIndex:
-    """Raises: StateError / SignatureError when the backup is missing, changed or unreadable."""
-    with open_checked(path, sha256, "the backup") as stream, _zip(stream, path) as archive:
+def check_backup(path: Path) -> BackupIndex:
+    """Read the backup's index after checking every entry against its CRC-32.
+
+    Raises:
+        StateError: the backup is missing, damaged or unreadable.
+    """
+    with _zip(path) as archive:
+        try:
+            bad = archive.testzip()
+        except (OSError, zipfile.BadZipFile, EOFError) as e:
+            raise StateError(f"the backup {path} cannot be read ({e})") from None
+        if bad is not None:
+            raise StateError(f"the backup {path} is damaged: {bad} does not match its CRC-32")
         return _index(archive, path)
 
 
-def restore(path: Path, sha256: str, install: InstallDir,
-            after_each: Callable[[int], None] = lambda n: None) -> tuple[BackupIndex, int, int]:
+def restore(path: Path, index: BackupIndex, install: InstallDir,
+            after_each: Callable[[int], None] = lambda n: None) -> tuple[int, int]:
     """Put back every replaced file that differs and remove every created one.
 
-    Idempotent: a file already equal to its backup is left alone, a created file
-    already gone is fine, so a rollback interrupted by a crash is simply run again.
-    Returns (index, files restored, files removed).
+    `index` comes from `check_backup(path)`: the caller checks the whole backup
+    first, so a damaged one restores nothing. Idempotent: a file already equal to
+    its backup (size and CRC-32) is left alone, a created file already gone is
+    fine, so a rollback interrupted by a crash is simply run again. Returns (files
+    restored, files removed).
 
     Raises:
-        StateError / SignatureError: the backup is missing, changed or unreadable.
+        StateError: the backup is missing or unreadable.
     """
-    with open_checked(path, sha256, "the backup") as stream, _zip(stream, path) as archive:
-        index = _index(archive, path)
+    with _zip(path) as archive:
         restored = 0
-        for rel, old_sha256 in index.replaced.items():
+        for rel in index.replaced:
+            info = archive.getinfo(FILES + rel)
             target = install.target(rel)
-            if _matches(target, old_sha256):
+            if _matches(target, info):
                 continue
-            _restore_file(archive, archive.getinfo(FILES + rel), target)
+            _restore_file(archive, info, target)
             restored += 1
             after_each(restored)
-    removed = _remove_created(install, index)
-    return index, restored, removed
+    return restored, _remove_created(install, index)
 
 
 def _restore_file(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path) -> None:
@@ -182,18 +157,28 @@ def _remove_created(install: InstallDir, index: BackupIndex) -> int:
     return removed
 
 
-def _matches(target: Path, sha256: str) -> bool:
+def _matches(target: Path, info: zipfile.ZipInfo) -> bool:
+    """The file at `target` has the backed-up size and CRC-32 (so it is already restored)."""
     try:
-        return file_sha256(target) == sha256
+        if target.stat().st_size != info.file_size:
+            return False
+        crc = 0
+        with open(target, "rb") as f:
+            while block := f.read(CHUNK):
+                crc = isal_zlib.crc32(block, crc)
+        return crc == info.CRC
     except (FileNotFoundError, IsADirectoryError):
         return False
 
 
 @contextlib.contextmanager
-def _zip(stream: IO[bytes], path: Path) -> Any:
+def _zip(path: Path) -> Iterator[zipfile.ZipFile]:
     try:
-        archive = zipfile.ZipFile(stream)
-    except zipfile.BadZipFile as e:
+        archive = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise StateError(f"the backup {path} is missing; it was written when this apply "
+                         "began") from None
+    except (OSError, zipfile.BadZipFile) as e:
         raise StateError(f"the backup {path} is not a readable zip ({e})") from None
     with archive:
         yield archive

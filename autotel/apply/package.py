@@ -1,10 +1,10 @@
-"""Reopening the verified package in the later steps, and re-checking a backup by hash.
+"""Reopening the verified package in the later steps.
 
 `verify` checks the package completely (`autotel.package.verify`) and records the
 SHA-256 of its manifest. The steps after it read the package again, possibly after
 a crash and a restart; they trust its manifest only if it still hashes to that
 value, and each file or migration they take from it is checked against the
-manifest's hash as it is read. A backup is re-checked whole (`open_checked`).
+manifest's hash as it is read.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
-from autotel.errors import PackageError, SignatureError, StateError
+from autotel.errors import PackageError, SignatureError
 from autotel.package.manifest import MANIFEST_NAME, Manifest, decode
 from autotel.package.rules import Limits
 from autotel.package.zipread import open_zip, read_member
@@ -31,34 +30,6 @@ class OpenPackage:
     path: Path
     zip: zipfile.ZipFile
     manifest: Manifest
-
-
-def sha256_of(stream: BinaryIO) -> str:
-    digest = hashlib.sha256()
-    while chunk := stream.read(CHUNK):
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def open_checked(path: Path, sha256: str, what: str) -> Iterator[BinaryIO]:
-    """The file at `path`, open and rewound, after checking it hashes to `sha256`.
-
-    Raises:
-        StateError: the file is gone.
-        SignatureError: its content changed.
-    """
-    if not path.is_file():
-        raise StateError(f"{what} {path} is missing; it was there when this apply began")
-    with open(path, "rb") as stream:
-        found = sha256_of(stream)
-        if not hmac.compare_digest(found, sha256):
-            raise SignatureError(
-                f"{what} {path.name} changed since this apply began (sha256 was {sha256[:12]}…, "
-                f"now {found[:12]}…); it will not be used"
-            )
-        stream.seek(0)
-        yield stream
 
 
 def manifest_sha256(path: Path, verified: Manifest) -> str:

@@ -100,6 +100,11 @@ def _mb(size: int) -> str:
     return f"{size / 1e6:.0f} MB"
 
 
-def progress_steps(total: int, reports: int = 10) -> int:
-    """Report progress every this many files: ~`reports` events for any size, not thousands."""
-    return max(1, total // reports)
+def thinned(report: Callable[[int, int], None], reports: int = 10) -> Callable[[int, int], None]:
+    """`report(done, total)` passed on ~`reports` times per pass and at its end, not 1,000 times."""
+
+    def maybe(done: int, total: int) -> None:
+        if done == total or done % max(1, total // reports) == 0:
+            report(done, total)
+
+    return maybe

@@ -15,9 +15,8 @@ Modules, pure rules apart from I/O:
 - `zipread`: reading a zip without trusting it (bounded, streamed, counted).
 - `verify.verify_package(zip_path, config, *, installed_version) -> Manifest`:
   the full acceptance check, self-contained, safe to call again at apply time.
-- `unpack.extract_files(zip_path, manifest, dest)` and `unpack.read_migrations(...)`:
-  for the apply job, after `verify_package` on the stored zip. They re-hash every
-  byte they hand out and apply the same path rules; use them rather than zipfile.
+- `unpack.read_migrations(zip_path, manifest)`: for the apply job, after
+  `verify_package` on the stored zip; it re-hashes every byte it hands out.
 - `pending`: the pending update in `state/pending_update/` (`read_pending`,
   `store_pending`, `clear_pending(paths, only_sha256=...)`).
 - `delivery`: the `X-Update-Version` / `X-Manifest-Signature` headers against the zip.

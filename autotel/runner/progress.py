@@ -24,4 +24,5 @@ class StepReporter:
     def report(self, fraction: float, msg: str, msg_en: str = "") -> None:
         pct = max(self.last, self.low + (self.high - self.low) * fraction)
         self.last = pct
-        emit(self.events_file, self.job, self.step, pct, msg, **({"msg_en": msg_en} if msg_en else {}))
+        emit(self.events_file, self.job, self.step, pct, msg, durable=False,
+             **({"msg_en": msg_en} if msg_en else {}))

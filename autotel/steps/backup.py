@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +9,10 @@ from autotel.apply import backup as backups
 from autotel.apply import migrations
 from autotel.apply.faults import fault_point
 from autotel.apply.package import open_package
-from autotel.apply.plan import backup_name, space_problem
+from autotel.apply.plan import backup_name
 from autotel.apply.targets import InstallDir
-from autotel.apply.workdir import WorkDir, remove_stale
+from autotel.apply.workdir import WorkDir
 from autotel.errors import StateError
-from autotel.package.zipread import file_sha256
 from autotel.steps import step
 from autotel.steps.context import StepContext
 from autotel.timeutil import utcnow
@@ -30,7 +27,6 @@ def backup(ctx: StepContext) -> dict[str, Any]:
     """
     fault_point(ctx.state, "backup:start")
     work = WorkDir.of(ctx.state, ctx.job["id"])
-    remove_stale(ctx.state, work)
     record = work.read_backup() or {}
     if not _intact(record):
         path = Path(record.get("backup") or _new_path(ctx))
@@ -55,31 +51,20 @@ def _write(ctx: StepContext, path: Path) -> dict[str, Any]:
     with open_package(Path(verified["package"]), verified["manifest_sha256"]) as package:
         manifest = package.manifest
     plan = install.plan([f.path for f in manifest.files])
-    WorkDir.of(ctx.state, ctx.job["id"]).check_same_disk(install.root)
-    _check_space(ctx, install, plan.replaced, manifest.total_size)
     names = [m.name for m in manifest.migrations]
     new_migrations = sorted(set(names) - set(migrations.already_applied(ctx.config, names)))
-    sha256 = backups.write_backup(path, install, plan, verified["from_version"],
-                                  verified["to_version"], new_migrations)
+    backups.write_backup(path, install, plan, verified["from_version"], verified["to_version"],
+                         new_migrations)
     fault_point(ctx.state, "backup:written")
-    return {"backup": str(path), "backup_sha256": sha256, "replaced": len(plan.replaced),
-            "created": len(plan.created)}
-
-
-def _check_space(ctx: StepContext, install: InstallDir, replaced: tuple[str, ...],
-                 new_bytes: int) -> None:
-    """Raises: StateError before anything is written when the disk is too full."""
-    backup_bytes = sum(os.stat(install.root / rel).st_size for rel in replaced)
-    problem = space_problem(shutil.disk_usage(ctx.state.root).free, backup_bytes, new_bytes)
-    if problem:
-        raise StateError(problem)
+    return {"backup": str(path), "replaced": len(plan.replaced), "created": len(plan.created)}
 
 
 def _intact(record: dict[str, Any]) -> bool:
-    """This job's backup from before a crash is complete and unchanged."""
-    if "backup_sha256" not in record:
+    """This job's backup from before a crash is complete and undamaged."""
+    if "replaced" not in record:
         return False
     try:
-        return file_sha256(Path(record["backup"])) == str(record["backup_sha256"])
-    except FileNotFoundError:
+        backups.check_backup(Path(record["backup"]))
+    except StateError:
         return False
+    return True

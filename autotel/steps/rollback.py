@@ -34,16 +34,16 @@ def rollback(ctx: StepContext) -> dict[str, Any]:
     if "backup" not in done:  # failed before the backup: nothing was touched
         work.remove()
         return {"rolled_back": True, "installed_version": ctx.state.installed_version()}
-    path, sha256 = Path(done["backup"]), done["backup_sha256"]
-    index = backups.read_index(path, sha256)
+    path = Path(done["backup"])
+    index = backups.check_backup(path)
     if _migrations_committed(ctx, done, list(index.new_migrations)):
         finish_install(ctx.state, ctx.job["id"], index.to_version, done["sha256"])
         work.remove()
         return {"rolled_back": False, "installed_version": index.to_version,
                 "note": "the update's database migrations were already committed, so the update "
                         "was completed instead of undone"}
-    _, restored, removed = backups.restore(
-        path, sha256, InstallDir.of(ctx.config),
+    restored, removed = backups.restore(
+        path, index, InstallDir.of(ctx.config),
         after_each=lambda n: fault_point(ctx.state, f"rollback:restored:{n}"))
     set_version(ctx.state, index.from_version)
     work.remove()

@@ -5,13 +5,16 @@
 
 Measured in the same run, on the same disk, each round on fresh copies, `sync` before
 each timed part so none pays for another's writes; medians of `--repeat` rounds, and
-the median of each round's own ratio (the three parts of a round see the same disk):
+the median of each round's own ratio (the parts of a round see the same disk):
 
 - reference: `cp -a old backup && cp -a new/. old/ && sync` — what an admin would script:
   not verified, not atomic per file, not resumable, durable only at the final sync.
 - floor:     the least a durable, per-file atomic apply can do in Python: hard-link each
   old file into a backup folder, copy the new one (already unpacked, not verified) to a
   temp file beside it, `sync`, `os.replace` each, `sync`. No package, no hashes, no zip.
+- same work: a script doing what the apply must, with none of its guarantees: `zip -0`
+  of the old files, `unzip` the package, `sha256sum -c` every file against the
+  manifest, `cp -a` over, `sync` (needs Debian's `zip` and `unzip`).
 - autotel:   an `apply` job in a real `autotel runner` (started and idle beforehand,
   with a real `autotel portal` streaming the progress to one SSE reader, as the
   operator's page does), from submitting the job to its file landing in `done/`:
@@ -19,7 +22,7 @@ the median of each round's own ratio (the three parts of a round see the same di
   unpacked), backup zip, one flush, rename into place, version.txt, restart.flag.
   No migrations (no database in the loop).
 
-Creating files dominates all three, and its cost depends on the disk's recent past:
+Creating files dominates all of them, and its cost depends on the disk's recent past:
 on an ext4 without a journal (this machine's root) each new inode is searched past
 the ones deleted in the last minutes (`recently_deleted` in the kernel), so a disk
 that has just run the test suite makes every `cp -a` several times slower. Run it
@@ -55,7 +58,8 @@ from autotel.config import Config, load_config
 from autotel.crypto.keys import generate_keypair
 from autotel.crypto.signing import load_private_key
 from autotel.package.build import PackageSpec, Source, build_package
-from autotel.package.pending import store_pending
+from autotel.package.manifest import Manifest
+from autotel.package.pending import read_pending, store_pending
 from autotel.package.verify import verify_package
 from autotel.package.zipread import file_sha256
 from autotel.site.create import SiteOptions, create_site
@@ -107,7 +111,7 @@ def make_versions(count: int, total: int, seed: int) -> tuple[dict[str, bytes], 
 
 
 def prepare_site(root: Path, public: Path, private: Path, old: dict[str, bytes],
-                 new: dict[str, bytes]) -> tuple[Config, str]:
+                 new: dict[str, bytes]) -> tuple[Config, str, Path, Manifest]:
     options = SiteOptions(client_id="bench", public_keys=[public], pin=PIN)
     created = create_site(root / "site", options)
     config = load_config(created.config_path)
@@ -120,8 +124,10 @@ def prepare_site(root: Path, public: Path, private: Path, old: dict[str, bytes],
     package = build_package(spec, load_private_key(private), root / "out")
     manifest = verify_package(package, config, installed_version="1.0.0")
     sha256 = file_sha256(package)
-    store_pending(config.state, package, manifest, sha256)
-    return config, sha256
+    store_pending(config.state, package, manifest, sha256)  # moves the zip into the state
+    stored = read_pending(config.state)
+    assert stored is not None
+    return config, sha256, stored.path, manifest
 
 
 def time_script(root: Path, old: dict[str, bytes], new: dict[str, bytes]) -> float:
@@ -129,6 +135,23 @@ def time_script(root: Path, old: dict[str, bytes], new: dict[str, bytes]) -> flo
     write_tree(root / "new", new)
     subprocess.run(["sync"], check=True)
     script = f"cp -a {root}/install {root}/backup && cp -a {root}/new/. {root}/install/ && sync"
+    start = time.perf_counter()
+    subprocess.run(["bash", "-c", script], check=True)
+    return time.perf_counter() - start
+
+
+def time_same_work(root: Path, old: dict[str, bytes], package: Path, manifest: Manifest) -> float:
+    """The script doing the work the apply must do, with none of its guarantees."""
+    install = root / "install"
+    write_tree(install, old)
+    (root / "replaced.txt").write_text("".join(f.path + "\n" for f in manifest.files
+                                               if f.path in old))
+    (root / "sums.txt").write_text("".join(f"{f.sha256}  {f.path}\n" for f in manifest.files))
+    subprocess.run(["sync"], check=True)
+    script = (f"set -e; cd {install}; zip -q -0 -@ {root}/backup.zip < {root}/replaced.txt; "
+              f"unzip -q {package} 'files/*' -d {root}/unpacked; "
+              f"cd {root}/unpacked/files; sha256sum --quiet -c {root}/sums.txt; "
+              f"cp -a {root}/unpacked/files/. {install}/; sync")
     start = time.perf_counter()
     subprocess.run(["bash", "-c", script], check=True)
     return time.perf_counter() - start
@@ -277,11 +300,14 @@ def main() -> None:
             round_dir = Path(tmp) / f"round{n}"
             script = time_script(round_dir / "script", old, new)
             floor = time_floor(round_dir / "floor", old, new)
-            config, sha256 = prepare_site(round_dir / "autotel", keys[1], keys[0], old, new)
+            config, sha256, package, manifest = prepare_site(round_dir / "autotel", keys[1],
+                                                             keys[0], old, new)
+            same = time_same_work(round_dir / "same", old, package, manifest)
             seconds, steps, rss = time_apply(config, sha256)
-            rounds.append({"script": script, "floor": floor, "apply": seconds, "steps": steps})
-            print(f"round {n}: script {script:.3f} s, floor {floor:.3f} s, apply {seconds:.3f} s "
-                  f"{steps}", file=sys.stderr)
+            rounds.append({"script": script, "floor": floor, "same": same, "apply": seconds,
+                           "steps": steps})
+            print(f"round {n}: script {script:.3f} s, floor {floor:.3f} s, same work "
+                  f"{same:.3f} s, apply {seconds:.3f} s {steps}", file=sys.stderr)
             shutil.rmtree(round_dir)
     report(rounds, rss, args.files, sum(map(len, new.values())))
 
@@ -290,19 +316,22 @@ def report(rounds: list[dict[str, Any]], rss: dict[str, int], files: int, size: 
     def median(key: str) -> float:
         return statistics.median(r[key] for r in rounds)
 
-    script, floor, apply = median("script"), median("floor"), median("apply")
+    script, floor, same, apply = (median(k) for k in ("script", "floor", "same", "apply"))
     paired = statistics.median(r["apply"] / r["script"] for r in rounds)
     steps = {name: round(statistics.median(r["steps"][name] for r in rounds), 3)
              for name in rounds[0]["steps"]}
     print(json.dumps({"files": files, "mb": round(size / 1e6, 1),
                       "script_s": [round(r["script"], 3) for r in rounds],
                       "floor_s": [round(r["floor"], 3) for r in rounds],
+                      "same_work_s": [round(r["same"], 3) for r in rounds],
                       "apply_s": [round(r["apply"], 3) for r in rounds], "steps_s": steps,
                       "ratio": round(apply / script, 2), "paired_ratio": round(paired, 2),
-                      "floor_ratio": round(floor / script, 2), "peak_rss_kib": rss}))
+                      "floor_ratio": round(floor / script, 2),
+                      "apply_vs_same_work": round(apply / same, 2), "peak_rss_kib": rss}))
     print(f"apply {apply:.3f} s vs cp -a + cp -a + sync {script:.3f} s: {apply / script:.2f}x "
           f"(per round {paired:.2f}x; target <= 1.0x); the Python floor {floor:.3f} s = "
-          f"{floor / script:.2f}x; peak RSS runner {rss['runner'] // 1024} MiB, step worker "
+          f"{floor / script:.2f}x; against the same work as a script ({same:.3f} s) "
+          f"{apply / same:.2f}x; peak RSS runner {rss['runner'] // 1024} MiB, step worker "
           f"{rss.get('step worker', 0) // 1024} MiB, portal {rss['portal'] // 1024} MiB")
 
 

@@ -71,7 +71,8 @@ def open_page(browser: Browser, url: str) -> Page:
 def sign_in(page: Page) -> None:
     for digit in PIN:
         page.click(f".key[data-key='{digit}']")
-    page.click("#login-button")
+    with page.expect_navigation():  # the page reloads itself signed in
+        page.click("#login-button")
 
 
 def test_operator_applies_the_update_and_sees_the_new_version(

@@ -44,6 +44,20 @@ def test_the_page_needs_nothing_from_the_internet(bare_site: Config) -> None:
         assert http.get("/static/../app.py").status_code == 404
 
 
+def test_before_its_script_runs_the_page_can_neither_lose_a_tap_nor_leak_the_pin(
+        bare_site: Config) -> None:
+    """The buttons come disabled (the script enables them once it listens), and the PIN
+    form posts: an Enter pressed before the script loaded never puts the PIN in a URL."""
+    with running_portal(bare_site) as portal, client(portal) as http:
+        login = http.get("/").text
+        assert re.search(r'<form id="login-form" method="post"', login)
+        assert re.search(r'id="login-button"[^>]*\bdisabled\b', login)
+        http.post("/api/login", json={"pin": PIN}).raise_for_status()
+        page = http.get("/").text
+    for button in ("badge", "review", "logout"):  # the browser tests click them enabled
+        assert re.search(rf'id="{button}"[^>]*\bdisabled\b', page), button
+
+
 def test_signed_in_page_shows_version_badge_and_escaped_notes(
         bare_site: Config, admin_keys: tuple[Path, Path], tmp_path: Path) -> None:
     notes = "Fix </script><script>alert(1)</script> & <b>bold</b>"

@@ -281,4 +281,10 @@
   }
 
   if (data.signedIn) setupSignedIn(); else setupLogin();
+  // The page renders these disabled: a tap before this script has wired them would be
+  // lost, and an Enter in the PIN field would submit the form natively.
+  for (const id of ["badge", "review", "logout", "login-button"]) {
+    const button = $(id);
+    if (button) button.disabled = false;
+  }
 }());

@@ -21,14 +21,14 @@
   </div>
   % if signed_in:
   <div class="version">{{t['version']}} <strong id="current-version">{{status['current_version']}}</strong></div>
-  <button type="button" id="badge" class="badge" {{'' if status['pending_update'] else 'hidden'}}>
+  <button type="button" id="badge" class="badge" disabled {{'' if status['pending_update'] else 'hidden'}}>
     <span class="dot" aria-hidden="true"></span><span id="badge-text">{{t['badge'].format(v=status['pending_version'] or '')}}</span>
   </button>
   % end
   <nav class="tools">
     <a class="lang" href="?lang={{t['other_lang_code']}}" hreflang="{{t['other_lang_code']}}">{{t['other_lang']}}</a>
     % if signed_in:
-    <button type="button" id="logout" class="quiet">{{t['logout']}}</button>
+    <button type="button" id="logout" class="quiet" disabled>{{t['logout']}}</button>
     % end
   </nav>
 </header>
@@ -40,7 +40,7 @@
     % if not pin_set:
     <p class="error" role="alert">{{t['no_pin']}}</p>
     % end
-    <form id="login-form" autocomplete="off">
+    <form id="login-form" method="post" autocomplete="off">
       <label for="pin">{{t['pin']}}</label>
       <input id="pin" name="pin" type="password" inputmode="numeric" autocomplete="current-password" maxlength="32" required autofocus>
       <div class="keypad" aria-hidden="true">
@@ -52,7 +52,7 @@
         <button type="button" class="key key-back" data-key="back" tabindex="-1">⌫</button>
       </div>
       <p id="login-error" class="error" role="alert" hidden></p>
-      <button type="submit" id="login-button" class="primary wide">{{t['login']}}</button>
+      <button type="submit" id="login-button" class="primary wide" disabled>{{t['login']}}</button>
     </form>
   </section>
 % else:
@@ -68,7 +68,7 @@
     <div id="idle-pending" {{'' if status['pending_update'] else 'hidden'}}>
       <h1 class="attention" id="pending-title">{{t['update_ready'].format(v=status['pending_version'] or '')}}</h1>
       <p class="hint">{{t['update_ready_hint']}}</p>
-      <button type="button" id="review" class="primary wide">{{t['review']}}</button>
+      <button type="button" id="review" class="primary wide" disabled>{{t['review']}}</button>
     </div>
     <p id="last-result" class="last-result" hidden></p>
   </section>

@@ -14,6 +14,7 @@ an exit code, which each class carries::
     │   └── StepTimeoutError          exit 5
     ├── DatabaseError                 exit 6   PostgreSQL unreachable, migration refused
     ├── StateError                    exit 7   the state directory is busy or inconsistent
+    │   └── DiskSpaceError            exit 7   too little free disk space for what must be written
     └── TransportError                exit 10  the admin's session with an agent failed
         ├── UnreachableError          exit 11
         ├── CertificateChangedError   exit 12
@@ -70,6 +71,10 @@ class DatabaseError(AutotelError):
 
 
 class StateError(AutotelError):
+    exit_code = 7
+
+
+class DiskSpaceError(StateError):
     exit_code = 7
 
 

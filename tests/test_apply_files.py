@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -13,9 +14,13 @@ from autotel.apply.install import install_files
 from autotel.apply.plan import make_plan
 from autotel.apply.targets import InstallDir
 from autotel.apply.workdir import WorkDir
-from autotel.errors import StateError
+from autotel.config import Config
+from autotel.errors import DiskSpaceError, StateError
 from autotel.package.manifest import FileEntry
 from autotel.state import StatePaths
+from autotel.steps.context import StepContext
+from autotel.steps.verify import verify
+from tests.apply_support import prepare
 
 
 @pytest.fixture
@@ -69,3 +74,23 @@ def test_a_file_neither_staged_nor_installed_stops_the_patch(install: InstallDir
     with pytest.raises(StateError, match="neither staged"):
         install_files([entry], install, work, lambda done, total: None)
     assert (install.root / "app/main.py").read_bytes() == b"old main\n"
+
+
+class FullDisk:
+    """A fake for what is outside the product: a disk with 10 MB free (`shutil.disk_usage`)."""
+
+    def __call__(self, path: object) -> SimpleNamespace:
+        return SimpleNamespace(total=10**12, used=10**12 - 10**7, free=10**7)
+
+
+def test_a_full_disk_stops_verify_before_anything_is_written(
+        site: Config, admin_keys: tuple[Path, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    release = prepare(site, admin_keys[0], tmp_path / "admin")
+    before = release.install_state()
+    monkeypatch.setattr("autotel.apply.unpack.shutil.disk_usage", FullDisk())
+    job = {"id": "job1", "kind": "apply", "params": {"sha256": release.sha256}, "steps": []}
+    with pytest.raises(DiskSpaceError, match="not enough free disk space for this update"):
+        verify(StepContext(site, job, "verify", lambda *args: None))
+    assert not [p for p in site.state.staging.rglob("*") if p.is_file()], "nothing unpacked"
+    assert release.install_state() == before

@@ -190,3 +190,28 @@ def test_a_page_reloaded_mid_apply_follows_it_to_the_end_and_reloads_once(
         assert page.evaluate("window.loadedOnce === true"), "the page reloaded again"
         expect(page.locator("#done-card")).to_be_hidden()
         expect(page.locator("#status-card")).to_be_visible()
+
+
+def test_a_full_disk_is_told_in_plain_words_not_blamed_on_the_package(
+        bare_site: Config, admin_keys: tuple[Path, Path], tmp_path: Path, browser: Browser) -> None:
+    """The runner's side is played by the test: an apply that stopped in `verify` because
+    the disk is full. The page must not say the administrator's package failed its check."""
+    make_pending(bare_site, publish(tmp_path, admin_keys[0], "1.1.0", NEW_FILES))
+    spool = Spool(bare_site.state)
+    job_id = spool.submit("apply", {"sha256": "0" * 64})
+    running = spool.claim(job_id + ".json")
+    assert running is not None
+    error = "not enough free disk space for this update: it needs 150 MB, 10 MB is free"
+    job = {**spool.load(job_id), "state": "failed", "error": f"step verify failed: {error}",
+           "error_type": "DiskSpaceError",
+           "steps": [{"name": "verify", "phase": "main", "state": "failed", "error": error,
+                      "error_type": "DiskSpaceError"}]}
+    spool.finish(running, job, "failed")
+    emit(bare_site.state.events, job, "failed", 0, job["error"])
+    with running_portal(bare_site) as portal:
+        page = open_page(browser, f"http://127.0.0.1:{portal.port}/?lang=en")
+        sign_in(page)
+        result = page.locator("#last-result")
+        expect(result).to_contain_text("There is not enough free disk space for the update")
+        expect(result).not_to_contain_text("failed its check")
+        expect(page.locator("#badge")).to_have_text("Update received: v1.1.0")

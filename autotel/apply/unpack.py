@@ -23,7 +23,7 @@ from autotel.apply.plan import space_problem
 from autotel.apply.targets import InstallDir
 from autotel.apply.workdir import WorkDir, remove_stale
 from autotel.config import Config
-from autotel.errors import StateError
+from autotel.errors import DiskSpaceError
 from autotel.package.unpack import read_migrations
 
 
@@ -34,7 +34,8 @@ def unpack_checked(config: Config, package: OpenPackage, work: WorkDir,
     Raises:
         SignatureError: a file or migration no longer matches the signed manifest.
         PackageError: a package path is where the install directory has a folder.
-        StateError: the work folder is on another disk, or the disk is too full.
+        StateError: the work folder is on another disk.
+        DiskSpaceError: the disk has no room for the new files and the backup.
     """
     install = InstallDir.of(config)
     remove_stale(config.state, work)
@@ -46,7 +47,7 @@ def unpack_checked(config: Config, package: OpenPackage, work: WorkDir,
     problem = space_problem(shutil.disk_usage(config.state.root).free, backup_bytes,
                             manifest.total_size)
     if problem:
-        raise StateError(problem)
+        raise DiskSpaceError(problem)
     work.set_phase("staging")
     stage(package, install, work, progress)
     work.set_phase("staged")

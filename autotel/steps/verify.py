@@ -39,7 +39,8 @@ def verify(ctx: StepContext) -> dict[str, Any]:
         JobError: `params.sha256` is given but not a SHA-256.
         PackageError / SignatureError / NotNewerError: it is not (or no longer) acceptable,
             it changed after it was received, or it is not the package the operator confirmed.
-        StateError: the disk is too full, or the state directory is on another disk.
+        DiskSpaceError / StateError: the disk is too full, or the state directory is on
+            another disk than the install directory.
     """
     fault_point(ctx.state, "verify:start")
     pending = _confirmed_package(ctx)

@@ -62,6 +62,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "reason_verify": "Пакет оновлення не пройшов перевірку: підпис або вміст "
                          "не збігаються з тим, що надіслав адміністратор.",
         "reason_backup": "Не вдалося створити резервну копію (можливо, на диску бракує місця).",
+        "reason_disk": "На диску бракує місця для оновлення: нічого не змінено. "
+                       "Звільніть місце і спробуйте ще раз.",
         "reason_patch": "Не вдалося замінити файли програми.",
         "reason_migrate": "Не вдалося оновити базу даних.",
         "reason_restart": "Не вдалося завершити встановлення.",
@@ -124,6 +126,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "reason_verify": "The update package failed its check: its signature or contents "
                          "do not match what the administrator sent.",
         "reason_backup": "The backup could not be made (the disk may be full).",
+        "reason_disk": "There is not enough free disk space for the update: nothing was "
+                       "changed. Free some space and try again.",
         "reason_patch": "The program files could not be replaced.",
         "reason_migrate": "The database could not be updated.",
         "reason_restart": "The installation could not be completed.",

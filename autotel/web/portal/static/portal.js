@@ -207,7 +207,16 @@
     refreshStatus();
   }
 
+  // The plain words for a failure go by the step that failed, except where the error's
+  // class says more: a full disk, or a `verify` that failed for another reason than the
+  // package itself (its words would blame the administrator's package).
+  const PACKAGE_ERRORS = ["SignatureError", "PackageError", "NotNewerError", "VerificationError"];
+
   function reasonOf(event) {
+    if (event.error_type === "DiskSpaceError") return T.reason_disk;
+    if (event.failed_step === "verify" && !PACKAGE_ERRORS.includes(event.error_type)) {
+      return T.reason_other;
+    }
     return T["reason_" + event.failed_step] || T.reason_other;
   }
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -18,9 +20,10 @@ from autotel.config import Config
 from autotel.errors import DiskSpaceError, StateError
 from autotel.package.manifest import FileEntry
 from autotel.state import StatePaths
+from autotel.steps import load_steps
 from autotel.steps.context import StepContext
 from autotel.steps.verify import verify
-from tests.apply_support import prepare
+from tests.apply_support import NEW_FILES, prepare
 
 
 @pytest.fixture
@@ -94,3 +97,60 @@ def test_a_full_disk_stops_verify_before_anything_is_written(
         verify(StepContext(site, job, "verify", lambda *args: None))
     assert not [p for p in site.state.staging.rglob("*") if p.is_file()], "nothing unpacked"
     assert release.install_state() == before
+
+
+class WindowsRunningProgram:
+    """A fake for what is outside the product: Windows refusing to replace the file a
+    running program was started from, while still letting that file be renamed away
+    (`rename_refused` also refuses that, as when a program holds it open without
+    sharing). It stands in for `autotel.fsutil.replace` and `os.replace`."""
+
+    def __init__(self, running: Path, rename_refused: bool = False) -> None:
+        self.running = running
+        self.rename_refused = rename_refused
+        self.real_replace = os.replace
+
+    def replace_over(self, source: Path, target: Path) -> None:
+        if Path(target) == self.running and self.running.exists():
+            raise PermissionError(13, "The process cannot access the file because it is "
+                                  "being used by another process", str(target))
+        self.real_replace(source, target)
+
+    def rename(self, source: str | Path, target: str | Path) -> None:
+        if self.rename_refused and Path(source) == self.running:
+            raise PermissionError(13, "Access is denied", str(source))
+        self.real_replace(source, target)
+
+
+def run_steps(site: Config, job: dict[str, Any], names: list[str]) -> None:
+    for name in names:
+        result = load_steps()[name](StepContext(site, job, name, lambda *args: None))
+        job["steps"].append({"name": name, "state": "done", "result": result})
+
+
+def test_a_program_windows_will_not_replace_while_it_runs_is_moved_aside_and_replaced(
+        site: Config, admin_keys: tuple[Path, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    release = prepare(site, admin_keys[0], tmp_path / "admin")
+    running = site.install_path / "bin/run.sh"
+    windows = WindowsRunningProgram(running)
+    monkeypatch.setattr("autotel.apply.install.replace", windows.replace_over)
+    job = {"id": "job1", "kind": "apply", "params": {"sha256": release.sha256}, "steps": []}
+    run_steps(site, job, ["verify", "backup", "patch", "migrate", "restart"])
+    release.assert_new()
+    assert running.read_bytes() == NEW_FILES["bin/run.sh"]
+
+
+def test_a_program_that_cannot_even_be_moved_aside_stops_the_patch_and_is_rolled_back(
+        site: Config, admin_keys: tuple[Path, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    release = prepare(site, admin_keys[0], tmp_path / "admin")
+    windows = WindowsRunningProgram(site.install_path / "bin/run.sh", rename_refused=True)
+    monkeypatch.setattr("autotel.apply.install.replace", windows.replace_over)
+    monkeypatch.setattr("autotel.apply.install.os.replace", windows.rename)
+    job = {"id": "job1", "kind": "apply", "params": {"sha256": release.sha256}, "steps": []}
+    run_steps(site, job, ["verify", "backup"])
+    with pytest.raises(StateError, match="bin/run.sh cannot be replaced .*stop that program"):
+        run_steps(site, job, ["patch"])
+    run_steps(site, job, ["rollback"])
+    release.assert_old()

@@ -6,7 +6,8 @@ the file it replaces, then makes them all durable. Only then is anything in the
 install directory touched: each staged file is moved over its target with
 `os.replace`, atomic on one file system. A staged file leaves the work folder in
 the same rename that installs it, so after a crash the files still staged are
-exactly the ones left to do.
+exactly the ones left to do. Windows will not replace a program that is running but
+lets it be renamed, so such a target first moves aside into the work folder.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ def install_files(entries: list[FileEntry], install: InstallDir, work: WorkDir,
     hold the new content, which is checked.
 
     Raises:
-        StateError: a file is neither staged nor installed (the work folder was tampered with).
+        StateError: a file is neither staged nor installed (the work folder was tampered
+            with), or a target can be neither replaced nor moved aside.
         PackageError: a target is unsafe (checked again right before the rename).
     """
     moved = 0
@@ -105,7 +107,7 @@ def install_files(entries: list[FileEntry], install: InstallDir, work: WorkDir,
         if staged.is_file():
             _keep_old_inode(target, work.replaced / entry.path, folders)
             folders.ensure(target.parent)
-            replace(staged, target)
+            _put_in_place(staged, target, work.aside / entry.path)
             moved += 1
         elif not _installed(target, entry.sha256):
             raise StateError(
@@ -115,6 +117,33 @@ def install_files(entries: list[FileEntry], install: InstallDir, work: WorkDir,
         progress(index, len(entries))
     fsync_dirs(_folders_up_to(install.root, targets))
     return moved
+
+
+def _put_in_place(staged: Path, target: Path, aside: Path) -> None:
+    """Rename the staged file over its target.
+
+    Windows refuses to replace a program or library that is running, but lets it be
+    renamed (the process keeps running from it): then the target first moves aside
+    into the work folder and the new file takes its name. After a crash in between,
+    the target is simply missing, and the resumed patch renames the staged file in.
+
+    Raises:
+        StateError: the target can be neither replaced nor moved aside.
+    """
+    try:
+        replace(staged, target)
+        return
+    except PermissionError as e:
+        refused = e
+    aside.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(target, aside)
+    except OSError:
+        raise StateError(
+            f"{target} cannot be replaced ({refused.strerror or refused}): a running program "
+            "may hold it open; stop that program or its service and apply again"
+        ) from None
+    replace(staged, target)
 
 
 class _Folders:
@@ -148,12 +177,21 @@ def _keep_old_inode(target: Path, link: Path, folders: _Folders) -> None:
 
 
 def discard_replaced(work: WorkDir) -> None:
-    """Free the replaced files' old copies (the backup zip keeps them), several at a time."""
+    """Free the replaced files' old copies (the backup zip keeps them), several at a time.
+
+    A copy Windows will not delete yet (a program still runs from it) stays until the
+    work folder is removed, or the next apply removes the leftover folder.
+    """
     if not work.replaced.is_dir():
         return
     files = [p for p in work.replaced.rglob("*") if not p.is_dir()]
-    in_parallel(lambda p: p.unlink(missing_ok=True), files)
+    in_parallel(_unlink_if_possible, files)
     shutil.rmtree(work.replaced, ignore_errors=True)
+
+
+def _unlink_if_possible(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
 
 
 def _installed(target: Path, sha256: str) -> bool:

@@ -41,6 +41,11 @@ class WorkDir:
         return self.root / "replaced"
 
     @property
+    def aside(self) -> Path:
+        """Old files Windows would not let a new one replace (a program runs from them)."""
+        return self.root / "aside"
+
+    @property
     def journal(self) -> Path:
         return self.root / "journal.json"
 

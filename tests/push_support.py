@@ -9,6 +9,7 @@ bytes went downstream.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import json
 import socket
@@ -16,12 +17,21 @@ import subprocess
 import threading
 from pathlib import Path
 
+from autotel.admin.push import PushRequest
 from autotel.config import Config
 from autotel.db import connect
 from autotel.db.migrate import migrate_site
 from tests.foundation_support import cli
 
 CLIENT = "plant_A"
+
+
+def push_request(tmp_path: Path, keys: tuple[Path, Path], port: int,
+                 **changes: object) -> PushRequest:
+    """A session with the test agent on 127.0.0.1:`port`, archives under `tmp_path/data`."""
+    base = PushRequest(host="127.0.0.1", port=port, client_id=CLIENT, key_path=keys[0],
+                       storage=tmp_path / "data")
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
 def busy(site: Config) -> Config:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import psycopg
 
-from autotel.admin.push import PushRequest, push
+from autotel.admin.push import push
 from autotel.config import Config
 from autotel.db import connect
 from tests.agent_support import running_agent
-from tests.push_support import CLIENT, busy
+from tests.push_support import CLIENT, busy, push_request
 
 PUSHES = 12
 
@@ -89,13 +89,7 @@ def test_union_of_archives_equals_the_table(
         for n, style in enumerate(["plain", "plain", "backfill", "held", "held", "held"])
     ]
     with running_agent(busy_site) as agent:
-        request = PushRequest(
-            host="127.0.0.1",
-            port=agent.port,
-            client_id=CLIENT,
-            key_path=admin_keys[0],
-            storage=tmp_path / "data",
-        )
+        request = push_request(tmp_path, admin_keys, agent.port)
         for writer in writers:
             writer.start()
         try:

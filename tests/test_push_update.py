@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from autotel.admin.offer import UpdateOffer
-from autotel.admin.push import PushRequest, push
+from autotel.admin.push import push
 from autotel.config import Config
 from autotel.errors import ConfigError, PackageError
 from autotel.package.pending import read_pending
 from tests.agent_support import running_agent
 from tests.foundation_support import assert_one_line_error, cli
-from tests.push_support import CLIENT, busy, insert_rows, run_push_cli
+from tests.push_support import busy, insert_rows, push_request, run_push_cli
 
 
 def publish(tmp_path: Path, key: Path, version: str, payload: bytes = b"print('new')\n") -> Path:
@@ -65,14 +65,7 @@ def test_update_is_queued_after_the_export(
     package = publish(tmp_path, admin_keys[0], "1.1.0")
     insert_rows(busy_site, 25)
     with running_agent(busy_site) as agent:
-        request = PushRequest(
-            host="127.0.0.1",
-            port=agent.port,
-            client_id=CLIENT,
-            key_path=admin_keys[0],
-            storage=tmp_path / "data",
-            update=package,
-        )
+        request = push_request(tmp_path, admin_keys, agent.port, update=package)
         result = push(request)
         assert result.export.records == 25
         assert result.update is not None and result.update.status == "queued"
@@ -119,16 +112,7 @@ def test_package_over_the_limit_is_too_large(
     )
     package = publish(tmp_path, admin_keys[0], "1.2.0", payload=os.urandom(3 * 1024 * 1024))
     with running_agent(small_limit) as agent:
-        result = push(
-            PushRequest(
-                host="127.0.0.1",
-                port=agent.port,
-                client_id=CLIENT,
-                key_path=admin_keys[0],
-                storage=tmp_path / "data",
-                update=package,
-            )
-        )
+        result = push(push_request(tmp_path, admin_keys, agent.port, update=package))
     assert result.update is not None and result.update.status == "too_large"
     assert not result.update.accepted
     assert read_pending(busy_site.state) is None

@@ -4,10 +4,9 @@ It holds every file the update replaces (stored, not compressed: compressing
 doubles the time of an apply and saves little on already-compressed files) under
 `files/<path>`, with its permissions, and `backup.json`: the versions, the files
 and folders the update will create (to remove on rollback) and which of the
-package's migrations the database did not have yet. It is written atomically
-and to a seekable file, so each entry's CRC-32 goes into its header and no byte
-passes through Python twice; before it is used it is checked whole, every entry
-against its CRC-32, which is what catches a damaged disk block.
+package's migrations the database did not have yet. It is written atomically, in
+one pass (`autotel.apply.storedzip`); before it is used it is checked whole, every
+entry against its CRC-32, which is what catches a damaged disk block.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from isal import isal_zlib
 from autotel.apply.durable import fsync_dirs
 from autotel.apply.package import CHUNK
 from autotel.apply.plan import ApplyPlan, backups_to_prune
+from autotel.apply.storedzip import StoredZipWriter
 from autotel.apply.targets import InstallDir
 from autotel.errors import StateError
 from autotel.fsutil import atomic_writer, fsync_dir
@@ -65,17 +65,13 @@ def write_backup(path: Path, install: InstallDir, plan: ApplyPlan, from_version:
     """Write the backup atomically (it appears whole, flushed to disk, or not at all)."""
     index = BackupIndex(from_version, to_version, plan.replaced, plan.created,
                         plan.created_dirs, tuple(new_migrations))
-    with atomic_writer(path) as out, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
+    with atomic_writer(path) as out:
+        archive = StoredZipWriter(out)
         for rel in plan.replaced:  # only read, and checked by install.plan moments ago
-            _add_file(archive, install.root / rel, FILES + rel)
-        archive.writestr(INDEX, json.dumps(index.to_json(), ensure_ascii=False, indent=1))
-
-
-def _add_file(archive: zipfile.ZipFile, source: Path, name: str) -> None:
-    info = zipfile.ZipInfo.from_file(source, name)
-    info.compress_type = zipfile.ZIP_STORED
-    with open(source, "rb") as src, archive.open(info, "w") as dst:
-        shutil.copyfileobj(src, dst, CHUNK)
+            archive.add_file(install.root / rel, FILES + rel)
+        archive.add_bytes(INDEX, json.dumps(index.to_json(), ensure_ascii=False,
+                                            indent=1).encode("utf-8"))
+        archive.close()
 
 
 def prune(folder: Path, keep: int, current: str) -> list[str]:

@@ -5,8 +5,8 @@ so 0.4 s for 1,000 files). On Linux one `syncfs()` flushes the whole file system
 that holds them, as an admin's `cp -a …; sync` would, but without waiting for other
 disks (a hung network mount must not stall an update); elsewhere, or if it fails,
 each file is fsynced, from a few threads at once so the file system batches them.
-Directories are fsynced after the renames into them, where the OS allows it
-(`autotel.fsutil.fsync_dir`).
+syncfs() also makes the new files' names durable; otherwise, and after renames,
+their directories are fsynced where the OS allows it (`autotel.fsutil.fsync_dir`).
 """
 
 from __future__ import annotations
@@ -34,10 +34,15 @@ def in_parallel(func: Callable[[T], R], items: Iterable[T]) -> list[R]:
         return list(pool.map(func, items))
 
 
-def flush_files(paths: list[Path], folder: Path) -> None:
-    """Make the content of `paths` (closed, freshly written files under `folder`) durable."""
-    if not _syncfs(folder):
+def make_durable(paths: list[Path], root: Path) -> None:
+    """Make `paths` (closed, freshly written files under `root`) durable, names included.
+
+    One syncfs() covers their data and every directory entry on the way to them;
+    without it each file is fsynced, then each folder from theirs up to `root`.
+    """
+    if not _syncfs(root):
         in_parallel(_flush, paths)
+        fsync_dirs(folders_up_to(root, paths))
 
 
 def _syncfs(folder: Path) -> bool:
@@ -64,3 +69,14 @@ def fsync_dirs(folders: Iterable[Path]) -> None:
     """fsync each distinct folder once, several at a time (their order does not matter:
     all of them are durable before the caller records that it is done)."""
     in_parallel(fsync_dir, set(folders))
+
+
+def folders_up_to(root: Path, files: list[Path]) -> set[Path]:
+    """Every folder from each file's parent up to `root`, so new folders are durable too."""
+    folders: set[Path] = {root}
+    for path in files:
+        for parent in path.parents:
+            if parent == root or parent in folders:
+                break
+            folders.add(parent)
+    return folders

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from autotel.apply.durable import flush_files, fsync_dirs, in_parallel
+from autotel.apply.durable import folders_up_to, fsync_dirs, in_parallel, make_durable
 from autotel.apply.package import OpenPackage
 from autotel.apply.targets import InstallDir
 from autotel.apply.workdir import WorkDir
@@ -53,8 +53,7 @@ def stage(package: OpenPackage, install: InstallDir, work: WorkDir, progress: Pr
         return path
 
     staged = in_parallel(one, entries)
-    flush_files(staged, work.files)
-    fsync_dirs(_folders_up_to(work.root, staged))
+    make_durable(staged, work.root)
 
 
 def _stage_file(package: OpenPackage, install: InstallDir, work: WorkDir, entry: FileEntry,
@@ -115,7 +114,7 @@ def install_files(entries: list[FileEntry], install: InstallDir, work: WorkDir,
                 "the work folder was changed while the apply was stopped"
             )
         progress(index, len(entries))
-    fsync_dirs(_folders_up_to(install.root, targets))
+    fsync_dirs(folders_up_to(install.root, targets))
     return moved
 
 
@@ -199,14 +198,3 @@ def _installed(target: Path, sha256: str) -> bool:
         return hmac.compare_digest(file_sha256(target), sha256)
     except (FileNotFoundError, IsADirectoryError):
         return False
-
-
-def _folders_up_to(root: Path, files: list[Path]) -> set[Path]:
-    """Every folder from each file's parent up to `root`, so new folders are durable too."""
-    folders: set[Path] = {root}
-    for path in files:
-        for parent in path.parents:
-            if parent == root or parent in folders:
-                break
-            folders.add(parent)
-    return folders

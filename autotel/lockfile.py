@@ -12,6 +12,7 @@ import os
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from autotel.errors import StateError
 
@@ -107,7 +108,7 @@ class ProcessLock:
         finally:
             os.close(fd)
 
-    def __enter__(self) -> ProcessLock:
+    def __enter__(self) -> Self:
         self.acquire()
         return self
 

@@ -41,8 +41,8 @@ NEW_FILES = {
 CREATED = ["app/lib/extra.py", "plugins/new/plugin.py"]
 CREATED_DIRS = ["plugins", "plugins/new"]
 GOOD_MIGRATION = ("0100_apply_test.sql",
-                  "CREATE TABLE apply_test (id int PRIMARY KEY, note text);\n"
-                  "INSERT INTO apply_test VALUES (1, 'from 1.1.0');\n")
+                  ("CREATE TABLE apply_test (id int PRIMARY KEY, note text);\n"
+                   "INSERT INTO apply_test VALUES (1, 'from 1.1.0');\n"))
 # Creates a table first, then fails: the table must not survive.
 BAD_MIGRATION = ("0101_broken.sql",
                  "CREATE TABLE apply_broken (id int);\nSELECT no_such_column FROM apply_test;\n")

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import threading
 from pathlib import Path
+from typing import Self
 
 from autotel.admin.push import PushRequest
 from autotel.config import Config
@@ -83,7 +84,7 @@ class Relay:
             self.cut_after, self.stall_after, self.downstream = cut_after, stall_after, 0
             self.broke.clear()
 
-    def __enter__(self) -> Relay:
+    def __enter__(self) -> Self:
         self._spawn(self._accept)
         return self
 

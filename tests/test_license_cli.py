@@ -96,8 +96,8 @@ def test_licence_for_another_product_is_refused(bare_site: Config, admin_keys: t
 
 
 @pytest.mark.parametrize("content", [b"", b"not json", b'{"license": {}, "signature": "x"}',
-                                     b'{"license": {"format": 1, "client_id": "plant_A", "product": '
-                                     b'"autotel", "expires": "soon", "issued": "x"}, "signature": ""}'])
+                                     (b'{"license": {"format": 1, "client_id": "plant_A", "product": '
+                                      b'"autotel", "expires": "soon", "issued": "x"}, "signature": ""}')])
 def test_malformed_licence_is_refused(bare_site: Config, content: bytes) -> None:
     license_path(bare_site).write_bytes(content)
     _assert_refused(bare_site, "license.dat")

@@ -22,22 +22,22 @@ def test_replay_of_the_latest_apply_then_live_events(bare_site: Config) -> None:
     append_event(bare_site, job="a2", kind="apply", step="backup", pct=20, msg="Резервна копія...")
     with open(bare_site.state.events, "a", encoding="utf-8") as f:
         f.write('{"job": "a2", "kind": "apply", "step": "pat')  # the runner is mid-write
-    with running_portal(bare_site) as portal, client(portal) as http:
-        with http.stream("GET", "/api/update/progress", headers=RIGHT) as response:
-            assert response.status_code == 200
-            assert response.headers["Content-Type"].startswith("text/event-stream")
-            sse = SseReader(response)
-            first, second = sse.next_event(), sse.next_event()
-            assert [first["step"], second["step"]] == ["verify", "backup"]
-            assert first["replay"] is True and first["job"] == "a2"
-            assert first["msg"] == "Перевірка пакету..."
-            with open(bare_site.state.events, "a", encoding="utf-8") as f:
-                f.write('ch", "pct": 40, "msg": "Застосування файлів..."}\n')
-            live = sse.next_event()
-            assert live == {"job": "a2", "kind": "apply", "step": "patch", "pct": 40,
-                            "msg": "Застосування файлів..."}
-            append_event(bare_site, job="e2", kind="export", step="done", pct=100, msg="")
-            assert sse.next_event()["kind"] == "export", "live events of every kind are streamed"
+    with (running_portal(bare_site) as portal, client(portal) as http,
+          http.stream("GET", "/api/update/progress", headers=RIGHT) as response):
+        assert response.status_code == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        sse = SseReader(response)
+        first, second = sse.next_event(), sse.next_event()
+        assert [first["step"], second["step"]] == ["verify", "backup"]
+        assert first["replay"] is True and first["job"] == "a2"
+        assert first["msg"] == "Перевірка пакету..."
+        with open(bare_site.state.events, "a", encoding="utf-8") as f:
+            f.write('ch", "pct": 40, "msg": "Застосування файлів..."}\n')
+        live = sse.next_event()
+        assert live == {"job": "a2", "kind": "apply", "step": "patch", "pct": 40,
+                        "msg": "Застосування файлів..."}
+        append_event(bare_site, job="e2", kind="export", step="done", pct=100, msg="")
+        assert sse.next_event()["kind"] == "export", "live events of every kind are streamed"
 
 
 def test_a_failed_event_says_which_step_failed(bare_site: Config) -> None:
@@ -54,9 +54,9 @@ def test_a_failed_event_says_which_step_failed(bare_site: Config) -> None:
     ])
     spool.finish(path, job, "failed")
     emit(bare_site.state.events, job, "failed", 60, job["error"])
-    with running_portal(bare_site) as portal, client(portal) as http:
-        with http.stream("GET", "/api/update/progress", headers=RIGHT) as response:
-            event = SseReader(response).next_event()
+    with (running_portal(bare_site) as portal, client(portal) as http,
+          http.stream("GET", "/api/update/progress", headers=RIGHT) as response):
+        event = SseReader(response).next_event()
     assert event["step"] == "failed" and event["replay"] is True
     assert event["failed_step"] == "migrate" and event["error_type"] == "DatabaseError"
 
@@ -94,14 +94,14 @@ def test_streams_are_capped_and_a_closed_one_frees_its_place(bare_site: Config) 
 
 
 def test_stop_ends_open_streams_at_once(bare_site: Config) -> None:
-    with running_portal(bare_site) as portal, client(portal) as http:
-        with http.stream("GET", "/api/update/progress", headers=RIGHT) as response:
-            lines = response.iter_lines()
-            assert next(lines).startswith("retry:")
-            stopper = threading.Thread(target=portal.stop)
-            started = time.monotonic()
-            stopper.start()
-            stopper.join(15)
-            assert not stopper.is_alive(), "stop() hung on an open stream"
-            assert time.monotonic() - started < 8
-            assert list(lines) == [""] or list(lines) == []
+    with (running_portal(bare_site) as portal, client(portal) as http,
+          http.stream("GET", "/api/update/progress", headers=RIGHT) as response):
+        lines = response.iter_lines()
+        assert next(lines).startswith("retry:")
+        stopper = threading.Thread(target=portal.stop)
+        started = time.monotonic()
+        stopper.start()
+        stopper.join(15)
+        assert not stopper.is_alive(), "stop() hung on an open stream"
+        assert time.monotonic() - started < 8
+        assert list(lines) == [""] or list(lines) == []

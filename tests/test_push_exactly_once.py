@@ -42,7 +42,7 @@ class Writer(threading.Thread):
                 serial = 0
                 while not self.stop.is_set():
                     serial = self._write(conn, serial)
-        except BaseException as e:  # reported by the test, which would otherwise pass silently
+        except BaseException as e:  # noqa: BLE001 (reported by the test, which would otherwise pass silently)
             self.error = e
 
     def _write(self, conn, serial: int) -> int:

@@ -67,8 +67,8 @@ def test_every_transition_is_recorded_with_its_reason() -> None:
     svc = Service("collector")
     states.spawn_failed(svc, "[Errno 11] Resource temporarily unavailable", 0.0, POLICY)
     assert [t.describe() for t in svc.history] == [
-        "collector: STOPPED -> BACKOFF (cannot start: [Errno 11] Resource temporarily "
-        "unavailable; retry in 0.5 s)"]
+        ("collector: STOPPED -> BACKOFF (cannot start: [Errno 11] Resource temporarily "
+         "unavailable; retry in 0.5 s)")]
 
 
 @pytest.mark.parametrize(("command", "windows", "argv"), [
@@ -127,8 +127,8 @@ def test_a_service_that_cannot_spawn_goes_fatal_and_the_others_run(bare_site: Co
 
 def test_a_service_that_ignores_stop_is_killed_after_the_timeout(bare_site: Config, tmp_path: Path) -> None:
     config = bare_site.model_copy(update={"watchdog": WatchdogConfig(stop_timeout_s=0.5)})
-    stubborn = [sys.executable, "-c", "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-                "print('ready', flush=True)\nwhile True: time.sleep(1)"]
+    stubborn = [sys.executable, "-c", ("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                                       "print('ready', flush=True)\nwhile True: time.sleep(1)")]
     spec = ServiceSpec("stubborn", stubborn, tmp_path, tmp_path / "stubborn.log")
     stop = threading.Event()
     thread = threading.Thread(target=Supervisor(config, [spec], SubprocessLauncher(), stop).run)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
 
@@ -24,7 +24,7 @@ def run_cli(*args: str, config: Config | None = None, timeout: float = 60,
     """`python -m autotel [--config X] ARGS`, captured, like an operator would run it."""
     prefix = ["--config", str(config.config_path)] if config is not None else []
     return subprocess.run([sys.executable, "-m", "autotel", *prefix, *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=cwd, env=child_env())
+                          text=True, timeout=timeout, cwd=cwd, env=child_env(), check=False)
 
 
 def child_env() -> dict[str, str]:
@@ -67,7 +67,7 @@ class WatchdogProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> WatchdogProcess:
+    def __enter__(self) -> Self:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "autotel", "--config", str(self.config.config_path), "watchdog"],

@@ -18,7 +18,7 @@ import hmac
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -82,7 +82,7 @@ class AgentSession:
             trust_env=False,  # no proxy or CA bundle from the environment: trust is the pin
         )
 
-    def __enter__(self) -> AgentSession:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -9,7 +9,7 @@ of the package the operator saw.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -22,7 +22,7 @@ class PortalClient:
     def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
         self.http = httpx.Client(base_url=base_url, timeout=timeout_s)
 
-    def __enter__(self) -> PortalClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -105,7 +105,8 @@ class EventTail:
     def read_new(self) -> bytes:
         """Complete new lines (up to the last newline); a torn last line waits for the next call."""
         try:
-            f = open(self.path, "rb")  # stat the open file: its size and identity belong together
+            # stat the open file: its size and identity belong together
+            f = open(self.path, "rb")  # noqa: SIM115 (closed by the with below)
         except FileNotFoundError:
             return self._rest_of_rotated(None)
         with f:

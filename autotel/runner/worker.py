@@ -131,7 +131,7 @@ def worker_main(conn: Connection, config_path: str) -> None:
             answer = {"ok": True, "result": result if isinstance(result, dict) else {}}
         except AutotelError as e:
             answer = {"ok": False, "error": str(e), "type": type(e).__name__}
-        except Exception as e:  # a bug in a step must fail the job, not the worker
+        except Exception as e:  # noqa: BLE001 (a bug in a step must fail the job, not the worker)
             answer = {"ok": False, "error": f"{type(e).__name__}: {e}", "type": type(e).__name__,
                       "traceback": traceback.format_exc(limit=8)}
         answer["pct"] = reporter.last

@@ -150,7 +150,7 @@ def read_job_record(path: Path, folder_state: str) -> dict[str, Any]:
     try:
         job = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(job, dict):
-            raise ValueError("not an object")
+            raise ValueError("not an object")  # noqa: TRY004 (shown like unreadable JSON, below)
     except (OSError, ValueError) as e:
         reason = path.with_name(path.name + ".reason.txt")
         why = reason.read_text(encoding="utf-8").strip() if reason.exists() else None

@@ -76,8 +76,19 @@ def test_sizes_offsets_and_counts_past_the_32_bit_fields_go_into_zip64_records(
     _assert_reads_back(tmp_path / "out.zip", contents)
 
 
-@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux /proc")
-def test_a_file_whose_size_changes_while_it_is_read_stops_the_backup(tmp_path: Path) -> None:
-    """/proc files say 0 bytes and then give more, as a file being written would."""
+def test_a_file_that_grows_while_it_is_read_stops_the_backup(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake (another program writing): the size seen when the file is opened is 100 bytes
+    short of what is then read, as if a writer appended in between."""
+    source = tmp_path / "log.txt"
+    source.write_bytes(b"x" * 5000)
+    real_fstat = os.fstat
+
+    def fstat_before_the_append(fd: int) -> os.stat_result:
+        info = list(real_fstat(fd))
+        info[stat.ST_SIZE] -= 100
+        return os.stat_result(info)
+
+    monkeypatch.setattr(storedzip.os, "fstat", fstat_before_the_append)
     with open(tmp_path / "out.zip", "wb") as f, pytest.raises(OSError, match="changed while"):
-        StoredZipWriter(f).add_file(Path("/proc/self/status"), "status")
+        StoredZipWriter(f).add_file(source, "log.txt")

@@ -22,13 +22,14 @@ from typing import IO
 
 from isal import isal_zlib
 
+from autotel.package.zipread import LOCAL_HEADER
+
 WHOLE = 1 << 20
 # Above these a size/offset or the entry count goes into zip64 records (a module
 # constant so tests can cross it without writing 4 GiB, as CPython's own tests do).
 ZIP64_LIMIT = 0xFFFFFFFF
 ZIP64_COUNT_LIMIT = 0xFFFF
 
-_LOCAL = struct.Struct("<4sHHHHHIIIHH")
 _CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")
 _END = struct.Struct("<4sHHHHIIH")
 _END64 = struct.Struct("<4sQHHIIQQQQ")
@@ -118,7 +119,7 @@ class StoredZipWriter:
 def _local(entry: _Entry) -> bytes:
     extra = struct.pack("<HHQQ", 1, 16, entry.size, entry.size) if entry.size >= ZIP64_LIMIT else b""
     size = _field(entry.size)
-    return _LOCAL.pack(b"PK\x03\x04", 45 if extra else 20, _UTF8, 0, *entry.dos_time,
+    return LOCAL_HEADER.pack(b"PK\x03\x04", 45 if extra else 20, _UTF8, 0, *entry.dos_time,
                        entry.crc, size, size, len(entry.name), len(extra)) + entry.name + extra
 
 

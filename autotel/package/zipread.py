@@ -22,7 +22,7 @@ from autotel.package.rules import Entry
 
 CHUNK = 1024 * 1024
 # signature, versions, flags, method, time, date, crc, sizes, name and extra lengths
-_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
+LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")
 # isal's type stubs declare `error` as an instance; it is the module's exception class.
 _INFLATE_ERRORS = (cast(type[Exception], isal_zlib.error),)
 Progress = Callable[[int], None]
@@ -102,12 +102,12 @@ def _raw_chunks(
     assert zf.fp is not None
     with open(zf.fp.name, "rb") as f:  # an own handle: zipfile's may be shared
         f.seek(info.header_offset)
-        header = f.read(_LOCAL_HEADER.size)
-        if len(header) != _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+        header = f.read(LOCAL_HEADER.size)
+        if len(header) != LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
             raise SignatureError(
                 f"{source}: {info.filename} has no valid local header; the zip is corrupt"
             )
-        name_len, extra_len = _LOCAL_HEADER.unpack(header)[-2:]
+        name_len, extra_len = LOCAL_HEADER.unpack(header)[-2:]
         name = f.read(name_len)
         if name != _encoded_name(info):
             raise SignatureError(

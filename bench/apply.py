@@ -17,10 +17,14 @@ the median of each round's own ratio (the parts of a round see the same disk):
   manifest, `cp -a` over, `sync` (needs Debian's `zip` and `unzip`).
 - autotel:   an `apply` job in a real `autotel runner` (started and idle beforehand,
   with a real `autotel portal` streaming the progress to one SSE reader, as the
-  operator's page does), from submitting the job to its file landing in `done/`:
-  re-verify the signed package (signature, rules, every file's SHA-256 as it is
-  unpacked), backup zip, one flush, rename into place, version.txt, restart.flag.
-  No migrations (no database in the loop).
+  operator's page does), from submitting the job to its file landing in `done/`.
+  As on a site, the `stage` job that `receive` queues has unpacked the update while
+  it waited (untimed, like the script's unpacked `new/`; its time is reported): the
+  apply re-verifies the signed package (signature, rules, the zip's SHA-256), hashes
+  every unpacked file again, writes the backup zip, one flush, renames into place,
+  version.txt, restart.flag. No migrations (no database in the loop).
+- autotel, unpacking: the same apply on a site where nothing was unpacked ahead (no
+  room for it): the apply inflates and hashes every file as it writes it.
 
 Creating files dominates all of them, and its cost depends on the disk's recent past:
 on an ext4 without a journal (this machine's root) each new inode is searched past
@@ -174,8 +178,10 @@ def time_floor(root: Path, old: dict[str, bytes], new: dict[str, bytes]) -> floa
     return time.perf_counter() - start
 
 
-def time_apply(config: Config, sha256: str) -> tuple[float, dict[str, float], dict[str, int]]:
-    """The apply job in a real runner, watched by a real portal with one SSE page open."""
+def time_apply(config: Config, sha256: str,
+               ahead: bool) -> tuple[float, dict[str, float], dict[str, int]]:
+    """The apply job in a real runner, watched by a real portal with one SSE page open;
+    `ahead`: after the `stage` job unpacked the update (its seconds are `steps["stage"]`)."""
     spool = Spool(config.state)
     log = open(config.state.root / "bench-services.log", "wb")  # noqa: SIM115 (closed below)
     runner = _service(config, "runner", log, {})
@@ -184,6 +190,7 @@ def time_apply(config: Config, sha256: str) -> tuple[float, dict[str, float], di
                                               "AUTOTEL_PORTAL__PORT": str(port)})
     try:
         assert spool.wait(spool.submit("ping"), 120)["state"] == "done"
+        staged = spool.wait(spool.submit("stage", {"sha256": sha256}), 600) if ahead else None
         page = ProgressPage(port)
         subprocess.run(["sync"], check=True)
         start = time.perf_counter()
@@ -191,7 +198,9 @@ def time_apply(config: Config, sha256: str) -> tuple[float, dict[str, float], di
         seconds = time.perf_counter() - start
         page.wait_for("done")
         assert job["state"] == "done", job.get("error")
-        return seconds, step_seconds(job), {**peak_rss(runner.pid), "portal": _hwm(portal.pid)}
+        assert job["steps"][0]["result"]["unpacked_ahead"] is ahead
+        steps = {**step_seconds(staged), **step_seconds(job)} if staged else step_seconds(job)
+        return seconds, steps, {**peak_rss(runner.pid), "portal": _hwm(portal.pid)}
     except Exception:
         sys.stderr.write((config.state.root / "bench-services.log").read_text()[-3000:])
         raise
@@ -303,11 +312,16 @@ def main() -> None:
             config, sha256, package, manifest = prepare_site(round_dir / "autotel", keys[1],
                                                              keys[0], old, new)
             same = time_same_work(round_dir / "same", old, package, manifest)
-            seconds, steps, rss = time_apply(config, sha256)
+            seconds, steps, rss = time_apply(config, sha256, ahead=True)
+            config, sha256, _, _ = prepare_site(round_dir / "unpacking", keys[1], keys[0],
+                                                old, new)
+            unpacking, unpacking_steps, _ = time_apply(config, sha256, ahead=False)
             rounds.append({"script": script, "floor": floor, "same": same, "apply": seconds,
-                           "steps": steps})
+                           "steps": steps, "unpacking": unpacking,
+                           "unpacking_steps": unpacking_steps})
             print(f"round {n}: script {script:.3f} s, floor {floor:.3f} s, same work "
-                  f"{same:.3f} s, apply {seconds:.3f} s {steps}", file=sys.stderr)
+                  f"{same:.3f} s, apply {seconds:.3f} s {steps}, apply unpacking "
+                  f"{unpacking:.3f} s {unpacking_steps}", file=sys.stderr)
             shutil.rmtree(round_dir)
     report(rounds, rss, args.files, sum(map(len, new.values())))
 
@@ -316,22 +330,31 @@ def report(rounds: list[dict[str, Any]], rss: dict[str, int], files: int, size: 
     def median(key: str) -> float:
         return statistics.median(r[key] for r in rounds)
 
-    script, floor, same, apply = (median(k) for k in ("script", "floor", "same", "apply"))
+    def steps(key: str) -> dict[str, float]:
+        return {name: round(statistics.median(r[key][name] for r in rounds), 3)
+                for name in rounds[0][key]}
+
+    script, floor, same, apply, unpacking = (
+        median(k) for k in ("script", "floor", "same", "apply", "unpacking"))
     paired = statistics.median(r["apply"] / r["script"] for r in rounds)
-    steps = {name: round(statistics.median(r["steps"][name] for r in rounds), 3)
-             for name in rounds[0]["steps"]}
     print(json.dumps({"files": files, "mb": round(size / 1e6, 1),
                       "script_s": [round(r["script"], 3) for r in rounds],
                       "floor_s": [round(r["floor"], 3) for r in rounds],
                       "same_work_s": [round(r["same"], 3) for r in rounds],
-                      "apply_s": [round(r["apply"], 3) for r in rounds], "steps_s": steps,
+                      "apply_s": [round(r["apply"], 3) for r in rounds], "steps_s": steps("steps"),
+                      "apply_unpacking_s": [round(r["unpacking"], 3) for r in rounds],
+                      "unpacking_steps_s": steps("unpacking_steps"),
                       "ratio": round(apply / script, 2), "paired_ratio": round(paired, 2),
+                      "unpacking_ratio": round(unpacking / script, 2),
                       "floor_ratio": round(floor / script, 2),
-                      "apply_vs_same_work": round(apply / same, 2), "peak_rss_kib": rss}))
+                      "unpacking_vs_same_work": round(unpacking / same, 2),
+                      "peak_rss_kib": rss}))
     print(f"apply {apply:.3f} s vs cp -a + cp -a + sync {script:.3f} s: {apply / script:.2f}x "
-          f"(per round {paired:.2f}x; target <= 1.0x); the Python floor {floor:.3f} s = "
-          f"{floor / script:.2f}x; against the same work as a script ({same:.3f} s) "
-          f"{apply / same:.2f}x; peak RSS runner {rss['runner'] // 1024} MiB, step worker "
+          f"(per round {paired:.2f}x; target <= 1.0x), unpacked ahead in "
+          f"{steps('steps')['stage']:.3f} s; unpacking in the apply {unpacking:.3f} s = "
+          f"{unpacking / script:.2f}x, against the same work as a script ({same:.3f} s) "
+          f"{unpacking / same:.2f}x; the Python floor {floor:.3f} s = {floor / script:.2f}x; peak RSS "
+          f"runner {rss['runner'] // 1024} MiB, step worker "
           f"{rss.get('step worker', 0) // 1024} MiB, portal {rss['portal'] // 1024} MiB")
 
 

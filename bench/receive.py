@@ -13,7 +13,8 @@ runs). Measured in the same run:
 - receive: from the moment the last byte of the upload is handed to the socket to
   the `200 {"status": "queued"}` answer: the agent's fsync of the upload, the
   receive job (signature, listing, hashing every entry and the zip, storing it as
-  pending), the answer;
+  pending), the answer (the `stage` job it queues runs after the answer; each round
+  waits for it, untimed);
 - peak RSS (VmHWM) of the agent, the runner and the runner's step worker.
 
 Targets (issue 4): receive / sha256sum <= 2x; peak RSS of each < 100 MB.
@@ -46,6 +47,7 @@ from autotel.crypto.tls import fingerprint_pem
 from autotel.package.build import PackageSpec, Source, build_package
 from autotel.package.pending import clear_pending
 from autotel.site.create import SiteOptions, create_site
+from autotel.spool.queue import Spool
 from autotel.timeutil import parse_iso
 from autotel.web.agent.auth import auth_message
 
@@ -114,6 +116,14 @@ def step_seconds(config: Config) -> list[float]:
         step = json.loads(path.read_text(encoding="utf-8"))["steps"][0]
         times.append((parse_iso(step["finished"]) - parse_iso(step["started"])).total_seconds())
     return times
+
+
+def wait_idle(config: Config, timeout_s: float = 600) -> None:
+    spool, deadline = Spool(config.state), time.monotonic() + timeout_s
+    while spool.queued_names() or spool.running_names():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the runner did not finish its jobs")
+        time.sleep(0.05)
 
 
 def login(client: httpx.Client, key_path: Path, fingerprint: str) -> str:
@@ -222,6 +232,7 @@ def run(root: Path, args: argparse.Namespace) -> None:
                 clear_pending(config.state)
                 reference.append(sha256sum(sources))
                 receive.append(push_once(client, token, package, "1.2.0", sig_b64))
+                wait_idle(config)  # the `stage` job receive queued, out of the next round
         rss = {"agent": peak_rss_mb(agent.pid), "runner": peak_rss_mb(runner.pid)}
         rss.update({role: peak_rss_mb(pid) for role, pid in children(runner.pid).items()})
     finally:

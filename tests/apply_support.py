@@ -9,6 +9,7 @@ import stat
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from autotel.config import Config
@@ -108,6 +109,13 @@ class Release:
             for p in sorted(self.install.rglob("*"))
             if p.is_file() and not p.is_relative_to(state)
         }
+
+
+class FullDisk:
+    """A fake for what is outside the product: a disk with 10 MB free (`shutil.disk_usage`)."""
+
+    def __call__(self, path: object) -> SimpleNamespace:
+        return SimpleNamespace(total=10**12, used=10**12 - 10**7, free=10**7)
 
 
 def install_old_version(config: Config) -> None:

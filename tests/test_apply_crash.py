@@ -38,6 +38,9 @@ FORWARD_A = ["verify:start", "verify:staged", "backup:start", "backup:end", "pat
 FORWARD_B = ["verify:end", "backup:written", "patch:start", "patch:replaced:1", "patch:end",
              MID_MIGRATION, "migrate:end", "restart:version", "restart:end"]
 BACKWARD = ["patch:replaced:2", "rollback:start", "rollback:restored:2", "rollback:end"]
+# With the update unpacked ahead: killed before taking its files over, while taking
+# them over (the apply must then unpack the package itself), and after.
+AHEAD = ["verify:start", "verify:adopting", "verify:staged"]
 
 
 def kill_at(config: Config, point: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,3 +111,19 @@ def test_killed_during_patch_and_rollback_the_site_ends_on_the_old_version(
     assert job["state"] == "failed", job
     assert "0101_broken.sql" in job["error"]
     release.assert_old()
+
+
+def test_killed_while_unpacking_ahead_and_while_taking_it_over_the_apply_completes(
+        site: Config, admin_keys: tuple[Path, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    release = prepare(site, admin_keys[0], tmp_path / "admin")
+    spool = Spool(site.state)
+    stage_id = spool.submit("stage", {"sha256": release.sha256})
+    kill_at(site, "stage:unpacking", monkeypatch)
+    with running(site) as runner:
+        assert runner.spool.wait(stage_id, 60)["result"]["staged"] is True, "resumed"
+    job = crash_through(release, AHEAD, monkeypatch)
+    assert job["state"] == "done", job
+    assert job["steps"][0]["result"]["unpacked_ahead"] is False, "killed while taking it over"
+    release.assert_new()
+    assert not list(site.state.staging.glob("pending-*"))

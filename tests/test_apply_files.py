@@ -6,7 +6,6 @@ import json
 import os
 import zipfile
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,7 +22,7 @@ from autotel.state import StatePaths
 from autotel.steps import load_steps
 from autotel.steps.context import StepContext
 from autotel.steps.verify import verify
-from tests.apply_support import NEW_FILES, prepare
+from tests.apply_support import NEW_FILES, FullDisk, prepare
 
 
 @pytest.fixture
@@ -77,13 +76,6 @@ def test_a_file_neither_staged_nor_installed_stops_the_patch(install: InstallDir
     with pytest.raises(StateError, match="neither staged"):
         install_files([entry], install, work, lambda done, total: None)
     assert (install.root / "app/main.py").read_bytes() == b"old main\n"
-
-
-class FullDisk:
-    """A fake for what is outside the product: a disk with 10 MB free (`shutil.disk_usage`)."""
-
-    def __call__(self, path: object) -> SimpleNamespace:
-        return SimpleNamespace(total=10**12, used=10**12 - 10**7, free=10**7)
 
 
 def test_a_full_disk_stops_verify_before_anything_is_written(

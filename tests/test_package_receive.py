@@ -407,6 +407,10 @@ def test_accepted_package_becomes_pending(
     assert not upload.path.exists()
     mine = [e for e in read_events(receiver.state.events) if e.get("job") == job["id"]]
     assert any(e["msg"] == "Отримано оновлення v1.2.0" for e in mine)
+    spool = Spool(receiver.state)
+    stage = next(j for j in spool.all_jobs()
+                 if j["kind"] == "stage" and j["params"] == {"sha256": pending.sha256})
+    assert spool.wait(stage["id"], 60)["result"]["staged"] is True, "unpacked ahead"
 
 
 def test_identical_resend_changes_nothing(

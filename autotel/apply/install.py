@@ -21,6 +21,7 @@ import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from autotel.apply.durable import folders_up_to, fsync_dirs, in_parallel, make_durable
 from autotel.apply.package import OpenPackage
@@ -30,9 +31,10 @@ from autotel.errors import SignatureError, StateError
 from autotel.fsutil import replace
 from autotel.package.manifest import FileEntry
 from autotel.package.rules import hash_mismatch
-from autotel.package.zipread import file_sha256, stream
+from autotel.package.zipread import file_sha256, stream, stream_sha256
 
 Progress = Callable[[int, int], None]
+R = TypeVar("R")
 
 
 def stage(package: OpenPackage, install: InstallDir, work: WorkDir, progress: Progress) -> None:
@@ -42,18 +44,25 @@ def stage(package: OpenPackage, install: InstallDir, work: WorkDir, progress: Pr
         SignatureError: a file's bytes differ from the signed manifest.
     """
     shutil.rmtree(work.files, ignore_errors=True)
-    entries = package.manifest.files
-    lock, done, folders = threading.Lock(), [0], _Folders()
+    folders = _Folders()
+    staged = _counted(lambda entry: _stage_file(package, install, work, entry, folders),
+                      package.manifest.files, progress)
+    make_durable(staged, work.root)
 
-    def one(entry: FileEntry) -> Path:
-        path = _stage_file(package, install, work, entry, folders)
+
+def _counted(func: Callable[[FileEntry], R], entries: list[FileEntry],
+             progress: Progress) -> list[R]:
+    """`func` over `entries` on a few threads, reporting each one done."""
+    lock, done = threading.Lock(), [0]
+
+    def one(entry: FileEntry) -> R:
+        result = func(entry)
         with lock:  # progress goes to one events file, from one thread at a time
             done[0] += 1
             progress(done[0], len(entries))
-        return path
+        return result
 
-    staged = in_parallel(one, entries)
-    make_durable(staged, work.root)
+    return in_parallel(one, entries)
 
 
 def _stage_file(package: OpenPackage, install: InstallDir, work: WorkDir, entry: FileEntry,
@@ -76,14 +85,63 @@ def _stage_file(package: OpenPackage, install: InstallDir, work: WorkDir, entry:
     return dest
 
 
-def _keep_mode(old: Path, fd: int) -> None:
-    """A replaced file keeps its permissions (e.g. an executable script stays executable)."""
+def _keep_mode(old: Path, fd: int) -> bool:
+    """A replaced file keeps its permissions (e.g. an executable script stays executable).
+
+    Returns whether the mode of `fd` had to change.
+    """
     try:
         mode = stat.S_IMODE(os.stat(old).st_mode)
     except FileNotFoundError:
-        return
-    if os.name != "nt":
-        os.fchmod(fd, mode)
+        return False
+    if os.name == "nt" or stat.S_IMODE(os.fstat(fd).st_mode) == mode:
+        return False
+    os.fchmod(fd, mode)
+    return True
+
+
+def check_staged(package: OpenPackage, install: InstallDir, work: WorkDir,
+                 progress: Progress) -> bool:
+    """Whether `work.files`, staged earlier, holds exactly the package's files, unchanged.
+
+    Days may pass between staging and the apply, so each file is hashed again, and
+    the folder must hold nothing but them: plain files with one link each, no symbolic
+    link anywhere (what moves into place must be what was checked). Each file gets the
+    permissions its target has now; a changed mode is made durable at once. The
+    files' data was made durable when they were staged.
+    """
+    entries = package.manifest.files
+    if _files_under(work.files) != {e.path for e in entries}:
+        return False
+    return all(_counted(
+        lambda entry: _staged_matches(work.files / entry.path, install.root / entry.path, entry),
+        entries, progress))
+
+
+def _files_under(folder: Path) -> set[str] | None:
+    """The relative paths of the files under `folder`; None if a symbolic link is there."""
+    found: set[str] = set()
+    for parent, folders, files in os.walk(folder):  # lists a link to a folder, never follows it
+        for name in folders + files:
+            if os.path.islink(os.path.join(parent, name)):
+                return None
+        found.update(Path(parent, name).relative_to(folder).as_posix() for name in files)
+    return found
+
+
+def _staged_matches(staged: Path, target: Path, entry: FileEntry) -> bool:
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        with open(os.open(staged, flags), "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+                return False
+            found = stream_sha256(f)
+            if _keep_mode(target, f.fileno()):
+                os.fsync(f.fileno())
+    except OSError:  # gone, a folder, or a link (O_NOFOLLOW): not what was staged
+        return False
+    return hmac.compare_digest(found, entry.sha256)
 
 
 def install_files(entries: list[FileEntry], install: InstallDir, work: WorkDir,

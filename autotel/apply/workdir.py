@@ -3,6 +3,10 @@
 The folder is on the install directory's file system (checked), so staged files
 move into place with a rename. It outlives a crash and is removed when the job
 ends either way (`restart` or `rollback`).
+
+A waiting update is unpacked ahead into a folder of the same shape,
+`state/staging/pending-<sha256 prefix>/` (the `stage` job, `autotel.apply.unpack`),
+whose journal says `staged` once every file in it is checked and durable.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from autotel.fsutil import atomic_write_json
 from autotel.state import StatePaths
 
 PREFIX = "apply-"
+PENDING_PREFIX = "pending-"
 PHASES = ("staging", "staged", "replacing", "replaced")
 
 
@@ -29,6 +34,15 @@ class WorkDir:
     @classmethod
     def of(cls, state: StatePaths, job_id: str) -> WorkDir:
         return cls(state.staging / f"{PREFIX}{job_id}")
+
+    @classmethod
+    def of_pending(cls, state: StatePaths, sha256: str) -> WorkDir:
+        """Where the waiting package with this SHA-256 is unpacked ahead of its apply.
+
+        16 hex digits name it (Windows paths stay short); a folder of another package
+        that shares them is harmless, as every adopted file is checked by its hash.
+        """
+        return cls(state.staging / f"{PENDING_PREFIX}{sha256[:16]}")
 
     @property
     def files(self) -> Path:
@@ -96,10 +110,13 @@ class WorkDir:
         return data if isinstance(data, dict) else None
 
 
-def remove_stale(state: StatePaths, current: WorkDir) -> None:
-    """Remove work folders of earlier apply jobs (one runner runs one job at a time)."""
+def remove_stale(state: StatePaths, *keep: WorkDir,
+                 prefixes: tuple[str, ...] = (PREFIX, PENDING_PREFIX)) -> None:
+    """Remove the work folders of earlier apply jobs and of updates no longer waiting,
+    all but `keep` (one runner runs one job at a time, so no other job uses them)."""
     if not state.staging.is_dir():
         return
+    kept = {work.root for work in keep}
     for folder in state.staging.iterdir():
-        if folder.name.startswith(PREFIX) and folder != current.root:
+        if folder.name.startswith(prefixes) and folder not in kept:
             shutil.rmtree(folder, ignore_errors=True)

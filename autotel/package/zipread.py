@@ -13,7 +13,7 @@ import struct
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import cast
+from typing import BinaryIO, cast
 
 from isal import isal_zlib
 
@@ -181,8 +181,13 @@ def member_sha256(
 
 def file_sha256(path: Path) -> str:
     """Hex SHA-256 of a whole file, read in blocks (packages can be hundreds of MB)."""
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
+        return stream_sha256(f)
+
+
+def stream_sha256(f: BinaryIO) -> str:
+    """Hex SHA-256 of what is left to read in `f`, read in blocks."""
+    digest = hashlib.sha256()
+    while block := f.read(CHUNK):
+        digest.update(block)
     return digest.hexdigest()

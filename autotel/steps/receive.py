@@ -6,7 +6,8 @@ headers), `peer_ip`. The error class a refusal raises becomes the job's
 `error_type`, which the agent turns into its answer (SignatureError -> 400
 invalid_sig, PackageError -> 400 invalid_package, NotNewerError -> 409
 same_version). The upload is deleted whatever happens; nothing is written under
-`pending_update/` unless the package passed every check.
+`pending_update/` unless the package passed every check. A package kept pending
+queues a `stage` job, which unpacks it ahead of the operator's confirmation.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from autotel.package.manifest import Manifest, package_file_name
 from autotel.package.pending import read_pending, store_pending
 from autotel.package.verify import verify_package
 from autotel.package.zipread import file_sha256
+from autotel.spool.queue import Spool
 from autotel.steps import step
 from autotel.steps.context import StepContext
 
@@ -37,6 +39,7 @@ def receive(ctx: StepContext) -> dict[str, Any]:
         stored = store_pending(ctx.state, upload, manifest, sha256)
     finally:
         upload.unlink(missing_ok=True)
+    Spool(ctx.state).submit("stage", {"sha256": sha256})
     ctx.progress(1.0, f"Отримано оновлення v{version}", f"Update v{version} received")
     return {
         "version": version,
@@ -96,5 +99,6 @@ def _resumed(ctx: StepContext, version: str, source: str) -> dict[str, Any]:
     """The upload is gone: a run interrupted after storing it, or a bad job."""
     pending = read_pending(ctx.state, verify_sha256=True)
     if pending is not None and pending.version == version:
+        Spool(ctx.state).submit("stage", {"sha256": pending.sha256})
         return {"version": version, "sha256": pending.sha256, "stored": False, "replaced": None}
     raise PackageError(f"{source}: the uploaded file is gone; send the package again")

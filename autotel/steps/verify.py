@@ -2,7 +2,9 @@
 
 It also unpacks the files into the job's work folder, because that is where each
 file's bytes are hashed against the signed manifest (`autotel.apply.unpack`): one
-pass over the package instead of one to check it and another to unpack it.
+pass over the package instead of one to check it and another to unpack it. When
+the `stage` job unpacked the package while it waited, those files are hashed again
+and taken over instead.
 """
 
 from __future__ import annotations
@@ -54,8 +56,10 @@ def verify(ctx: StepContext) -> dict[str, Any]:
                   "from_version": installed, "to_version": manifest.version,
                   "files": len(manifest.files)}
         with open_package(pending.path, result["manifest_sha256"]) as package:
-            unpack_checked(ctx.config, package, WorkDir.of(ctx.state, ctx.job["id"]),
-                           thinned(lambda done, total: ctx.progress(done / total, *MSG)))
+            result["unpacked_ahead"] = unpack_checked(
+                ctx.config, package, WorkDir.of(ctx.state, ctx.job["id"]),
+                thinned(lambda done, total: ctx.progress(done / total, *MSG)),
+                ahead=WorkDir.of_pending(ctx.state, pending.sha256))
         found = whole.result()
     if not hmac.compare_digest(found, pending.sha256):
         raise SignatureError(f"{pending.path.name}: sha256 {found[:12]}… differs from "

@@ -82,7 +82,7 @@ def copy_statement(request: ExportRequest, pages: tuple[int | None, int | None])
 
     Values are literals (quoted by psycopg), since COPY takes no bound parameters.
     """
-    where = [sql.SQL("true")]
+    where: list[sql.Composable] = [sql.SQL("true")]
     if request.after is not None:
         where.append(sql.SQL("r.txid >= {}::xid8").format(sql.Literal(str(request.after.xmin))))
         where.append(

@@ -51,11 +51,12 @@ def verify(ctx: StepContext) -> dict[str, Any]:
         whole = pool.submit(file_sha256, pending.path)
         manifest = verify_package(pending.path, ctx.config, installed_version=installed,
                                   hashes=False)
+        manifest_hash = manifest_sha256(pending.path, manifest)
         result = {"package": str(pending.path), "sha256": pending.sha256,
-                  "manifest_sha256": manifest_sha256(pending.path, manifest),
+                  "manifest_sha256": manifest_hash,
                   "from_version": installed, "to_version": manifest.version,
                   "files": len(manifest.files)}
-        with open_package(pending.path, result["manifest_sha256"]) as package:
+        with open_package(pending.path, manifest_hash) as package:
             result["unpacked_ahead"] = unpack_checked(
                 ctx.config, package, WorkDir.of(ctx.state, ctx.job["id"]),
                 thinned(lambda done, total: ctx.progress(done / total, *MSG)),

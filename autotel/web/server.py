@@ -26,13 +26,12 @@ class ServerHandle:
                  max_body_bytes: int, certfile: Path | None = None, keyfile: Path | None = None,
                  name: str = "autotel") -> None:
         self.stopping = threading.Event()
-        self.server = wsgi.Server((host, port), app, numthreads=threads, max=threads,
-                                  request_queue_size=64, timeout=int(timeout_s),
-                                  shutdown_timeout=5, server_name=name)
+        self.server = _LoggingServer((host, port), app, numthreads=threads, max=threads,
+                                     request_queue_size=64, timeout=int(timeout_s),
+                                     shutdown_timeout=5, server_name=name)
         self.server.max_request_body_size = max_body_bytes
         if certfile is not None and keyfile is not None:
             self.server.ssl_adapter = BuiltinSSLAdapter(str(certfile), str(keyfile))
-        self.server.error_log = _route_to_logging
         self._thread: threading.Thread | None = None
 
     @property
@@ -58,5 +57,8 @@ class ServerHandle:
             self._thread.join(10)
 
 
-def _route_to_logging(msg: str = "", level: int = 20, traceback: bool = False) -> None:
-    log.log(level, msg, exc_info=traceback)
+class _LoggingServer(wsgi.Server):
+    """cheroot's server with its error log sent to `logging` instead of stderr."""
+
+    def error_log(self, msg: str = "", level: int = 20, traceback: bool = False) -> None:
+        log.log(level, msg, exc_info=traceback)

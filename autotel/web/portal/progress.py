@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,7 @@ class ProgressStream:
 
     @staticmethod
     def _generate(tail: EventTail, stopping: threading.Event, enrich: Enricher, poll_s: float,
-                  heartbeat_s: float) -> Iterator[bytes]:
+                  heartbeat_s: float) -> Generator[bytes, None, None]:
         yield b"retry: 2000\n\n"
         for event in latest_apply_events(parse_lines(tail.recent(REPLAY_WINDOW_BYTES))):
             yield sse_message({**enrich(event), "replay": True})

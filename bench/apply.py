@@ -196,8 +196,8 @@ def time_apply(config: Config, sha256: str,
         start = time.perf_counter()
         job = spool.wait(spool.submit("apply", {"sha256": sha256}), 600, poll_s=0.005)
         seconds = time.perf_counter() - start
-        page.wait_for("done")
         assert job["state"] == "done", job.get("error")
+        page.wait_for("done")
         assert job["steps"][0]["result"]["unpacked_ahead"] is ahead
         steps = {**step_seconds(staged), **step_seconds(job)} if staged else step_seconds(job)
         return seconds, steps, {**peak_rss(runner.pid), "portal": _hwm(portal.pid)}

@@ -18,6 +18,7 @@ import hmac
 import os
 import shutil
 import stat
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -94,7 +95,7 @@ def _keep_mode(old: Path, fd: int) -> bool:
         mode = stat.S_IMODE(os.stat(old).st_mode)
     except FileNotFoundError:
         return False
-    if os.name == "nt" or stat.S_IMODE(os.fstat(fd).st_mode) == mode:
+    if sys.platform == "win32" or stat.S_IMODE(os.fstat(fd).st_mode) == mode:
         return False
     os.fchmod(fd, mode)
     return True

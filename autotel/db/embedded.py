@@ -252,7 +252,7 @@ def _rename_dir(source: Path, target: Path) -> None:
 
 def _server_user(pgdata: Path) -> str | None:
     """The system user pg_ctl must run as: pgserver runs postgres as pgdata's owner when root."""
-    if os.name == "nt" or os.geteuid() != 0:
+    if sys.platform == "win32" or os.geteuid() != 0:
         return None
     import pwd
 

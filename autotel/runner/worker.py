@@ -15,13 +15,18 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import traceback
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from autotel.errors import AutotelError, JobError, StepTimeoutError
+
+if sys.platform == "win32":  # there Pipe() gives the Windows kind of connection
+    from multiprocessing.connection import PipeConnection as PipeEnd
+else:
+    from multiprocessing.connection import Connection as PipeEnd
 
 STOP_GRACE_S = 1.0
 READY_TIMEOUT_S = 60.0
@@ -35,7 +40,7 @@ class StepWorker:
         self.config_path = config_path
         self._ctx = multiprocessing.get_context("spawn")
         self._process: Any = None
-        self._conn: Connection | None = None
+        self._conn: PipeEnd | None = None
 
     def start(self) -> None:
         parent, child = self._ctx.Pipe()
@@ -104,7 +109,7 @@ class StepWorker:
             self._process = None
 
 
-def worker_main(conn: Connection, config_path: str) -> None:
+def worker_main(conn: PipeEnd, config_path: str) -> None:
     """Loop in the child: receive a step request, run it, send the outcome back."""
     from autotel.config import load_config
     from autotel.runner.progress import StepReporter

@@ -328,7 +328,7 @@ def main() -> None:
 
 def report(rounds: list[dict[str, Any]], rss: dict[str, int], files: int, size: int) -> None:
     def median(key: str) -> float:
-        return statistics.median(r[key] for r in rounds)
+        return float(statistics.median(r[key] for r in rounds))
 
     def steps(key: str) -> dict[str, float]:
         return {name: round(statistics.median(r[key][name] for r in rounds), 3)

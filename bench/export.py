@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pgserver
 import psycopg
+from pgserver.postgres_server import get_server
 
 from autotel.resources import bundled_dir
 
@@ -78,7 +79,8 @@ def ours(dsn: str, folder: Path, connections: int) -> dict[str, float]:
     )
     for old in folder.glob("*.jsonl.gz"):
         old.unlink()
-    return json.loads(done.stdout)
+    measured: dict[str, float] = json.loads(done.stdout)
+    return measured
 
 
 def main() -> None:
@@ -92,7 +94,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="autotel-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        server = pgserver.get_server(tmp / "pgdata", cleanup_mode="delete")
+        server = get_server(tmp / "pgdata", cleanup_mode="delete")
         dsn = server.get_uri()
         psql = Path(pgserver.__file__).parent / "pginstall" / "bin" / "psql"
         with psycopg.connect(dsn, autocommit=True) as conn:

@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pgserver
 import psycopg
+from pgserver.postgres_server import get_server
 
 from autotel.admin.push import PushRequest, PushResult, push
 from autotel.config import Config, load_config
@@ -101,7 +101,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="autotel-bench-push-") as tmp:
         root = Path(tmp)
-        server = pgserver.get_server(root / "pgdata", cleanup_mode="delete")
+        server = get_server(root / "pgdata", cleanup_mode="delete")
         try:
             run(root, server.get_uri(), args.rows, args.repeat)
         finally:

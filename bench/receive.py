@@ -41,6 +41,7 @@ from pathlib import Path
 import httpx
 
 from autotel.config import Config, load_config
+from autotel.crypto.challenge import auth_message
 from autotel.crypto.keys import generate_keypair
 from autotel.crypto.signing import load_private_key, sign
 from autotel.crypto.tls import fingerprint_pem
@@ -49,7 +50,6 @@ from autotel.package.pending import clear_pending
 from autotel.site.create import SiteOptions, create_site
 from autotel.spool.queue import Spool
 from autotel.timeutil import parse_iso
-from autotel.web.agent.auth import auth_message
 
 CHUNK = 1024 * 1024
 

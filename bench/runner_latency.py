@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from autotel.config import load_config
 from autotel.runner.events import read_events
@@ -38,7 +39,7 @@ from autotel.timeutil import parse_iso
 POLL_S = 0.050
 
 
-def drop(tmp_dir: Path, queue: Path, job: dict, name: str) -> float:
+def drop(tmp_dir: Path, queue: Path, job: dict[str, Any], name: str) -> float:
     """Stage a job file and rename it into `queue`; return the wall time of the rename."""
     staged = tmp_dir / name
     staged.write_bytes(encode_job(job))

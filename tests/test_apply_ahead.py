@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from autotel.config import Config
 from autotel.package.pending import read_pending
 from autotel.steps.context import StepContext
 from autotel.steps.stage import stage_ahead
+from autotel.steps.verify import verify
 from tests.apply_support import (
     NEW_FILES,
     FullDisk,
@@ -142,3 +144,35 @@ def test_without_room_to_unpack_ahead_the_update_still_waits(
     assert ahead_folders(site) == []
     pending = read_pending(site.state, verify_sha256=True)
     assert pending is not None and pending.sha256 == release.sha256
+
+
+class WindowsJunction:
+    """A fake for what is outside the product: Windows reporting one folder as a junction
+    (a reparse point that is not a symbolic link), which Linux cannot make. It stands in
+    for `os.lstat` in the apply's check of the unpacked files."""
+
+    def __init__(self, junction: Path) -> None:
+        self.junction = str(junction)
+        self.real_lstat = os.lstat
+
+    def __call__(self, path: str, **kwargs: Any) -> object:
+        info = self.real_lstat(path, **kwargs)
+        if str(path) != self.junction or kwargs:
+            return info
+        return SimpleNamespace(st_mode=info.st_mode,
+                               st_file_attributes=stat.FILE_ATTRIBUTE_REPARSE_POINT)
+
+
+def test_a_windows_junction_among_the_unpacked_files_is_not_trusted(
+        site: Config, admin_keys: tuple[Path, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    release = prepare(site, admin_keys[0], tmp_path / "admin")
+    stage_job = {"id": "s1", "kind": "stage", "params": {"sha256": release.sha256}, "steps": []}
+    assert stage_ahead(StepContext(site, stage_job, "stage", lambda *args: None))["staged"]
+    work = WorkDir.of(site.state, "a1")
+    monkeypatch.setattr("autotel.apply.install.os.lstat",
+                        WindowsJunction(work.files / "app" / "lib"))
+    job = {"id": "a1", "kind": "apply", "params": {"sha256": release.sha256}, "steps": []}
+    assert verify(StepContext(site, job, "verify", lambda *args: None))["unpacked_ahead"] is False
+    assert (work.files / "app/lib/util.py").read_bytes() == NEW_FILES["app/lib/util.py"]
+    assert ahead_folders(site) == []

@@ -120,14 +120,20 @@ def check_staged(package: OpenPackage, install: InstallDir, work: WorkDir,
 
 
 def _files_under(folder: Path) -> set[str] | None:
-    """The relative paths of the files under `folder`; None if a symbolic link is there."""
+    """The relative paths of the files under `folder`; None if a link is there."""
     found: set[str] = set()
-    for parent, folders, files in os.walk(folder):  # lists a link to a folder, never follows it
-        for name in folders + files:
-            if os.path.islink(os.path.join(parent, name)):
-                return None
+    for parent, folders, files in os.walk(folder):  # each folder is listed before it is entered
+        if any(_is_link(os.path.join(parent, name)) for name in folders + files):
+            return None
         found.update(Path(parent, name).relative_to(folder).as_posix() for name in files)
     return found
+
+
+def _is_link(path: str) -> bool:
+    """A symbolic link, or on Windows any reparse point (a junction too)."""
+    info = os.lstat(path)
+    reparse = getattr(info, "st_file_attributes", 0) & stat.FILE_ATTRIBUTE_REPARSE_POINT
+    return stat.S_ISLNK(info.st_mode) or bool(reparse)
 
 
 def _staged_matches(staged: Path, target: Path, entry: FileEntry) -> bool:

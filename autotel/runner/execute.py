@@ -123,7 +123,7 @@ class JobExecutor:
         done = [r for r in job["steps"] if r.get("phase", "main") == "main" and r["state"] == "done"]
         main = [r for r in job["steps"] if r.get("phase", "main") == "main"]
         share = 100.0 * len(done) / len(main) if main else 0.0
-        return max(share, job.get("pct", 0))
+        return max(share, float(job.get("pct", 0)))
 
     def _emit(self, job: dict[str, Any], step: str, pct: float, msg: str, **extra: Any) -> None:
         """Every event of a job goes through here, so its pct never goes back (DESIGN.md)."""

@@ -85,7 +85,7 @@ class PortalRoutes:
         self.spool = Spool(config.state)
 
     def install(self, app: bottle.Bottle) -> None:
-        app.default_error_handler = _error_as_json  # type: ignore[method-assign]
+        app.default_error_handler = _error_as_json
         app.add_hook("after_request", _security_headers)
         app.route("/", "GET", self.page)
         app.route("/static/<name>", "GET", self.static)

@@ -15,6 +15,8 @@ from autotel.package.pending import store_pending
 from autotel.package.verify import verify_package
 from autotel.package.zipread import file_sha256
 from autotel.spool.queue import Spool
+from autotel.steps.context import StepContext
+from autotel.steps.stage import stage_ahead
 from autotel.watchdog.statusfile import pid_alive
 from tests.watchdog_support import WatchdogProcess, license_site, run_cli
 
@@ -60,9 +62,16 @@ def test_pending_update_last_sync_and_jobs(bare_site: Config, admin_keys: tuple[
     assert report["last_sync"] == "2026-11-29T10:00:00Z"
     assert [j["id"] for j in report["recent_jobs"]] == job_ids[-5:]
     assert {j["state"] for j in report["recent_jobs"]} == {"queued"}
+    assert report["pending_update"]["unpacked_ahead"] is False
     text = run_cli("status", config=bare_site).stdout
     assert "pending update:    v1.1.0 received" in text and "confirm it in the portal" in text
+    assert "unpacked ahead" not in text
     assert re.search(rf"^{job_ids[-1]}\s+ping\s+queued$", text, re.MULTILINE)
+
+    stage = {"id": "s1", "kind": "stage", "params": {"sha256": file_sha256(package)}, "steps": []}
+    assert stage_ahead(StepContext(bare_site, stage, "stage", lambda *args: None))["staged"]
+    assert _status(bare_site)["pending_update"]["unpacked_ahead"] is True
+    assert "…, unpacked ahead); confirm it in the portal" in run_cli("status", config=bare_site).stdout
 
 
 def test_services_while_the_watchdog_runs_and_after_it_died(site: Config, admin_keys: tuple[Path, Path],

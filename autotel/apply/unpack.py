@@ -29,7 +29,7 @@ from autotel.apply.plan import space_problem
 from autotel.apply.targets import InstallDir
 from autotel.apply.workdir import PENDING_PREFIX, WorkDir, remove_stale
 from autotel.config import Config
-from autotel.errors import DiskSpaceError, StateError
+from autotel.errors import DiskSpaceError
 from autotel.fsutil import fsync_dir
 from autotel.package.unpack import read_migrations
 
@@ -49,7 +49,7 @@ def unpack_checked(config: Config, package: OpenPackage, work: WorkDir,
         StateError: the work folder is on another disk.
         DiskSpaceError: the disk has no room for the new files and the backup.
     """
-    ready = ahead if ahead is not None and _is_staged(ahead) else None
+    ready = ahead if ahead is not None and ahead.is_staged() else None
     remove_stale(config.state, work, *([ready] if ready else []))
     read_migrations(package.path, package.manifest)  # their hashes; the SQL is read again
     install = InstallDir.of(config)
@@ -70,7 +70,7 @@ def unpack_ahead(config: Config, package: OpenPackage, folder: WorkDir,
     Raises:
         as `unpack_checked`; the folder is removed when it cannot be completed.
     """
-    if _is_staged(folder):
+    if folder.is_staged():
         return
     remove_stale(config.state, folder, prefixes=(PENDING_PREFIX,))
     install = InstallDir.of(config)
@@ -83,13 +83,6 @@ def unpack_ahead(config: Config, package: OpenPackage, folder: WorkDir,
     except BaseException:
         folder.remove()
         raise
-
-
-def _is_staged(folder: WorkDir) -> bool:
-    try:
-        return folder.phase() == "staged"
-    except StateError:  # an unreadable journal: not trusted, unpacked again
-        return False
 
 
 def _check_room(config: Config, install: InstallDir, package: OpenPackage, work: WorkDir,

@@ -72,6 +72,13 @@ class WorkDir:
         record = self._read(self.journal)
         return str(record["phase"]) if record else None
 
+    def is_staged(self) -> bool:
+        """Whether every file is staged, checked and durable (an unreadable journal: not)."""
+        try:
+            return self.phase() == "staged"
+        except StateError:
+            return False
+
     def set_phase(self, phase: str) -> None:
         assert phase in PHASES
         self.root.mkdir(parents=True, exist_ok=True)

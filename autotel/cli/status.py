@@ -60,8 +60,9 @@ def _pending(pending: dict[str, Any] | None) -> str:
         return "none"
     if "error" in pending:
         return f"unreadable: {pending['error']}"
+    ready = ", unpacked ahead" if pending.get("unpacked_ahead") else ""
     return (f"v{pending['version']} received {pending['received_at']} "
-            f"(sha256 {pending['sha256'][:12]}…); confirm it in the portal")
+            f"(sha256 {pending['sha256'][:12]}…{ready}); confirm it in the portal")
 
 
 def _watchdog(watchdog: dict[str, Any]) -> str:

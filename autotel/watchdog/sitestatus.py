@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from autotel.apply.workdir import WorkDir
 from autotel.config import Config
 from autotel.errors import AutotelError
 from autotel.lockfile import ProcessLock
@@ -44,6 +45,7 @@ def _pending(config: Config) -> dict[str, Any] | None:
         return None
     data = asdict(pending)
     data["path"] = str(pending.path)
+    data["unpacked_ahead"] = WorkDir.of_pending(config.state, pending.sha256).is_staged()
     return data
 
 

@@ -59,6 +59,7 @@ def test_the_operator_can_retry_after_a_failure(site: Config, admin_keys: tuple[
         first = runner.run("apply", timeout=120, sha256=release.sha256)
         second = runner.run("apply", timeout=120, sha256=release.sha256)
     assert first["state"] == second["state"] == "failed"
+    assert second["steps"][0]["result"]["unpacked_ahead"] is True, "unpacked again after the rollback"
     release.assert_old()
 
 

@@ -2,8 +2,9 @@
 
 Files are restored from this job's backup and created files removed; the failed
 migration's transaction was already rolled back by the database; version.txt is
-set back; the pending package is kept so the operator can retry. Idempotent, so
-a rollback interrupted by a crash is simply run again.
+set back; the pending package is kept so the operator can retry, and a `stage` job
+unpacks it ahead again. Idempotent, so a rollback interrupted by a crash is simply
+run again.
 
 One case cannot be undone: if the package's migrations were committed (a failure
 after `migrate`, e.g. writing version.txt on a full disk), the old files would not
@@ -22,6 +23,7 @@ from autotel.apply.finish import finish_install, set_version
 from autotel.apply.targets import InstallDir
 from autotel.apply.workdir import WorkDir
 from autotel.errors import DatabaseError
+from autotel.spool.queue import Spool
 from autotel.steps import step
 from autotel.steps.context import StepContext
 
@@ -47,6 +49,7 @@ def rollback(ctx: StepContext) -> dict[str, Any]:
         after_each=lambda n: fault_point(ctx.state, f"rollback:restored:{n}"))
     set_version(ctx.state, index.from_version)
     work.remove()
+    Spool(ctx.state).submit("stage", {"sha256": done["sha256"]})  # a retry finds it unpacked
     fault_point(ctx.state, "rollback:end")
     return {"rolled_back": True, "installed_version": index.from_version,
             "files_restored": restored, "files_removed": removed}

@@ -46,11 +46,11 @@ class RunningAgent:
         """Trusts exactly the site's certificate (as a pinning admin would)."""
         return ssl.create_default_context(cadata=(self.config.state.tls / "cert.pem").read_text())
 
-    def client(self, ip: str | None = None, **kwargs: object) -> httpx.Client:
+    def client(self, ip: str | None = None) -> httpx.Client:
         """A client pinned to the agent's certificate; `ip` picks the loopback source
         address (127.0.0.x), so tests of per-IP limits do not share a budget."""
         transport = httpx.HTTPTransport(verify=self.ssl_context(), local_address=ip)
-        return httpx.Client(base_url=self.base_url, transport=transport, timeout=30, **kwargs)
+        return httpx.Client(base_url=self.base_url, transport=transport, timeout=30)
 
 
 @contextlib.contextmanager
@@ -59,16 +59,14 @@ def fresh_database(server_dsn: str) -> Iterator[str]:
     name = "t_" + secrets.token_hex(6)
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    info = psycopg.conninfo.conninfo_to_dict(server_dsn)
-    info["dbname"] = name
     try:
-        yield psycopg.conninfo.make_conninfo(**info)
+        yield psycopg.conninfo.make_conninfo(server_dsn, dbname=name)
     finally:
         with psycopg.connect(server_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def make_site(directory: Path, dsn: str, public_key: Path, **options: object) -> Config:
+def make_site(directory: Path, dsn: str, public_key: Path) -> Config:
     """A site like conftest's `site` fixture, for fixtures of a wider scope."""
     created = create_site(
         directory,
@@ -79,9 +77,8 @@ def make_site(directory: Path, dsn: str, public_key: Path, **options: object) ->
             dsn=dsn,
             agent_port=0,
             portal_port=0,
-            **options,
         ),
-    )  # type: ignore[arg-type]
+    )
     return load_config(created.config_path)
 
 

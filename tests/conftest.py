@@ -14,11 +14,11 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import pgserver
 import psycopg
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from pgserver.postgres_server import get_server
 
 from autotel.config import Config, load_config
 from autotel.crypto.keys import generate_keypair
@@ -55,7 +55,7 @@ def _outside_pytest_tmp(prefix: str) -> Iterator[Path]:
 def pg_server() -> Iterator[str]:
     """DSN of the session's embedded PostgreSQL (the `postgres` database)."""
     with _outside_pytest_tmp("autotel-pg-") as root:
-        server = pgserver.get_server(root / "pgdata", cleanup_mode="delete")
+        server = get_server(root / "pgdata", cleanup_mode="delete")
         yield server.get_uri()
         server.cleanup()
 
@@ -66,9 +66,7 @@ def pg_dsn(pg_server: str) -> Iterator[str]:
     name = "t_" + secrets.token_hex(6)
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    info = psycopg.conninfo.conninfo_to_dict(pg_server)
-    info["dbname"] = name
-    yield psycopg.conninfo.make_conninfo(**info)
+    yield psycopg.conninfo.make_conninfo(pg_server, dbname=name)
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

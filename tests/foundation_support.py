@@ -43,8 +43,9 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: st
         assert needle in lines[0], lines[0]
 
 
-def wait_for(check: Callable[[], T], timeout: float = 20, what: str = "condition") -> T:
-    """Poll `check` until it returns something truthy; fail the test after `timeout`."""
+def wait_for(check: Callable[[], T | None], timeout: float = 20, what: str = "condition") -> T:
+    """Poll `check` until it returns something truthy and return that (never None, so a
+    check may answer None for "not yet"); fail the test after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()

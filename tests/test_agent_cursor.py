@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,18 +108,19 @@ def test_request_survives_the_job_file() -> None:
         ExportRequest(since=datetime(2026, 1, 1, 10, tzinfo=UTC)),
     ]:
         assert ExportRequest.from_params(request.to_params()) == request
-    for params in [
+    bad: list[dict[str, Any]] = [
         {"after": 7},
         {"after": "7"},
         {"since": 5},
         {"after": True},
         {"since": "2026-01-01", "after": "3:3:"},
-    ]:
+    ]
+    for params in bad:
         with pytest.raises(BadExportRequest):
             ExportRequest.from_params(params)
 
 
-def test_prune_keeps_the_served_and_newer_archives(tmp_path) -> None:
+def test_prune_keeps_the_served_and_newer_archives(tmp_path: Path) -> None:
     names = [archive_name(f"20260101T00000{i}000000Z", i) for i in range(5)]
     for name in names:
         (tmp_path / name).write_bytes(b"x")

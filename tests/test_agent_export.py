@@ -88,7 +88,9 @@ def _float_from_json(value: Any) -> float | None:
 
 def test_every_value_round_trips_exactly(db_site: Config, tmp_path: Path) -> None:
     folder = tmp_path / "exports"
-    rows = [(t, s, 1.0) for t in TRICKY_TIMES for s in TRICKY_TEXT[:3]]
+    rows: list[tuple[str, str, float | None]] = [
+        (t, s, 1.0) for t in TRICKY_TIMES for s in TRICKY_TEXT[:3]
+    ]
     rows += [(TRICKY_TIMES[0], s, 1.0) for s in TRICKY_TEXT] + [
         (TRICKY_TIMES[1], "f", v) for v in TRICKY_FLOATS
     ]
@@ -106,14 +108,14 @@ def test_every_value_round_trips_exactly(db_site: Config, tmp_path: Path) -> Non
         assert datetime.fromisoformat(line["time"]).utcoffset() is not None
         assert line["sensor"] == sensor
         exported = _float_from_json(line["value"])
-        if value is None or math.isnan(value):
-            assert exported is value or math.isnan(exported)  # type: ignore[arg-type]
+        if value is None:
+            assert exported is None
+        elif math.isnan(value):
+            assert exported is not None and math.isnan(exported)
         else:
-            assert (
-                exported == value
-                and math.copysign(1, exported) == math.copysign(1, value)
-                or value == 0
-            )
+            assert exported is not None and exported == value
+            # Only a zero may lose its sign (json.loads reads "-0" as the int 0).
+            assert math.copysign(1, exported) == math.copysign(1, value) or value == 0
 
 
 def test_cursor_then_since_then_nothing_new(db_site: Config, tmp_path: Path) -> None:

@@ -90,8 +90,11 @@ def test_rate_limiter_tracks_bounded_number_of_ips() -> None:
     assert len(limiter._hits) == 100
 
 
+AuthAndClock = tuple[Authenticator, FakeClock]
+
+
 @pytest.fixture
-def authenticator(admin_keys: tuple[Path, Path]) -> tuple[Authenticator, FakeClock]:
+def authenticator(admin_keys: tuple[Path, Path]) -> AuthAndClock:
     clock = FakeClock()
     auth = Authenticator(
         keys=[load_public_key(admin_keys[1])],
@@ -128,7 +131,8 @@ def test_message_is_exact_and_has_no_trailing_newline() -> None:
     )
 
 
-def test_signed_challenge_gives_a_token_once(authenticator, admin_keys) -> None:
+def test_signed_challenge_gives_a_token_once(
+        authenticator: AuthAndClock, admin_keys: tuple[Path, Path]) -> None:
     auth, _ = authenticator
     challenge = auth.challenge("10.0.0.1")
     assert challenge["agent_time"] == "2026-02-22T10:00:00Z"
@@ -154,7 +158,8 @@ def test_signed_challenge_gives_a_token_once(authenticator, admin_keys) -> None:
         ("missing_field", 400),
     ],
 )
-def test_refused_logins(authenticator, admin_keys, case: str, status: int) -> None:
+def test_refused_logins(authenticator: AuthAndClock, admin_keys: tuple[Path, Path],
+                        case: str, status: int) -> None:
     auth, _ = authenticator
     nonce = auth.challenge("10.0.0.1")["nonce"]
     stamp = "2026-02-22T10:00:00Z"
@@ -180,13 +185,15 @@ def test_refused_logins(authenticator, admin_keys, case: str, status: int) -> No
     assert denied.value.status == status
 
 
-def test_timestamp_within_60_s_is_accepted(authenticator, admin_keys) -> None:
+def test_timestamp_within_60_s_is_accepted(
+        authenticator: AuthAndClock, admin_keys: tuple[Path, Path]) -> None:
     auth, _ = authenticator
     nonce = auth.challenge("10.0.0.1")["nonce"]
     assert auth.login(_signed(admin_keys[0], "2026-02-22T09:59:01Z", nonce))["session_token"]
 
 
-def test_nonce_older_than_60_s_is_refused(authenticator, admin_keys) -> None:
+def test_nonce_older_than_60_s_is_refused(
+        authenticator: AuthAndClock, admin_keys: tuple[Path, Path]) -> None:
     auth, clock = authenticator
     nonce = auth.challenge("10.0.0.1")["nonce"]
     clock.advance(61)
@@ -194,7 +201,7 @@ def test_nonce_older_than_60_s_is_refused(authenticator, admin_keys) -> None:
         auth.login(_signed(admin_keys[0], "2026-02-22T10:01:01Z", nonce))
 
 
-def test_fourth_login_attempt_in_a_minute_is_429(authenticator) -> None:
+def test_fourth_login_attempt_in_a_minute_is_429(authenticator: AuthAndClock) -> None:
     auth, clock = authenticator
     for _ in range(3):
         auth.admit_login("10.0.0.1")
@@ -205,7 +212,7 @@ def test_fourth_login_attempt_in_a_minute_is_429(authenticator) -> None:
     auth.admit_login("10.0.0.1")
 
 
-def test_challenge_limit_per_ip(authenticator) -> None:
+def test_challenge_limit_per_ip(authenticator: AuthAndClock) -> None:
     auth, _ = authenticator
     for _ in range(10):
         auth.challenge("10.0.0.1")

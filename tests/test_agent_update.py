@@ -43,14 +43,16 @@ def session(agent: RunningAgent, admin_keys: tuple[Path, Path]) -> Iterator[http
 
 
 def send(
-    client: httpx.Client, package: Path, version: str | None = None, **kwargs: object
+    client: httpx.Client, package: Path, version: str | None = None,
+    content: bytes | Iterator[bytes] | None = None,
 ) -> httpx.Response:
+    """POST `package` to /update (or `content` instead of its bytes) with its headers."""
     manifest_version = (
         json.loads(_member(package, "manifest.json"))["version"] if version is None else version
     )
     return client.post(
         "/update",
-        content=kwargs.pop("content", package.read_bytes()),
+        content=package.read_bytes() if content is None else content,
         headers={
             "Content-Type": "application/zip",
             "X-Update-Version": manifest_version,

@@ -89,6 +89,6 @@ def test_a_file_that_grows_while_it_is_read_stops_the_backup(
         info[stat.ST_SIZE] -= 100
         return os.stat_result(info)
 
-    monkeypatch.setattr(storedzip.os, "fstat", fstat_before_the_append)
+    monkeypatch.setattr("autotel.apply.storedzip.os.fstat", fstat_before_the_append)
     with open(tmp_path / "out.zip", "wb") as f, pytest.raises(OSError, match="changed while"):
         StoredZipWriter(f).add_file(source, "log.txt")

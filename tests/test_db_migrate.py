@@ -62,6 +62,7 @@ def test_readings_accepts_time_sensor_value_and_stamps_txid(migrated_site: Confi
             "INSERT INTO readings (time, sensor, value) VALUES (now(), 't1', 1.5), (now(), 't2', NULL)"
         )
         txid_now = conn.execute("SELECT pg_current_xact_id()").fetchone()
+        assert txid_now is not None
         rows = conn.execute("SELECT sensor, value, txid FROM readings ORDER BY sensor").fetchall()
     assert [(r[0], r[1]) for r in rows] == [("t1", 1.5), ("t2", None)]
     assert rows[0][2] == rows[1][2] == txid_now[0]  # both rows carry their transaction's id
@@ -161,7 +162,7 @@ def test_package_migrations_are_all_or_nothing(migrated_site: Config) -> None:
 
 
 def test_package_migrations_apply_in_name_order_and_skip_applied(migrated_site: Config) -> None:
-    batch = [
+    batch: list[tuple[str, str | bytes]] = [
         ("0102_index.sql", b"CREATE INDEX readings_unit_idx ON readings (unit);"),
         ("0101_unit.sql", "ALTER TABLE readings ADD COLUMN unit text NOT NULL DEFAULT '';"),
     ]

@@ -84,7 +84,12 @@ def test_acquire_waiting_times_out_then_gets_the_released_lock(tmp_path: Path) -
         ProcessLock(tmp_path / "x.lock", "test").acquire_waiting(0.1)
     waiter = ProcessLock(tmp_path / "x.lock", "test")
     got = threading.Event()
-    thread = threading.Thread(target=lambda: (waiter.acquire_waiting(30), got.set()))
+
+    def acquire_then_signal() -> None:
+        waiter.acquire_waiting(30)
+        got.set()
+
+    thread = threading.Thread(target=acquire_then_signal)
     thread.start()
     assert not got.wait(0.2)  # still held
     holder.release()

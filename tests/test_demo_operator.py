@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from autotel.demo.portal_client import PortalClient
@@ -19,10 +20,14 @@ from tests.watchdog_support import child_env
 class Lines:
     """The demo's stdout, line by line, readable with a timeout."""
 
-    def __init__(self, stream) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, stream: Iterable[str]) -> None:
         self.seen: list[str] = []
         self._queue: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: [self._queue.put(line) for line in stream], daemon=True).start()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: Iterable[str]) -> None:
+        for line in stream:
+            self._queue.put(line)
 
     def wait_for(self, pattern: str, timeout: float = 120) -> re.Match[str]:
         deadline = time.monotonic() + timeout
@@ -43,6 +48,7 @@ def test_operator_applies_through_the_portal_and_ctrl_c_stops_everything(tmp_pat
     proc = subprocess.Popen([sys.executable, "-m", "autotel", "demo", "--dir", str(root)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env())
     try:
+        assert proc.stdout is not None  # stdout=PIPE
         lines = Lines(proc.stdout)
         url = lines.wait_for(r"Operator portal: (http://\S+)").group(1)
         pin = lines.wait_for(r"PIN:\s+(\d{6})").group(1)

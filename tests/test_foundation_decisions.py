@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ NOW = datetime(2026, 3, 1, 1, 59, 30, tzinfo=UTC)
     ({"until": "2026-03-01T02:00:00Z"}, 30.0), ({"until": "2026-03-01T04:00:00+02:00"}, 30.0),
     ({"until": "2026-03-01T02:00:00"}, 30.0), ({"until": "2026-03-01T01:00:00Z"}, 0.0),
 ])
-def test_wait_seconds(params: dict, seconds: float) -> None:
+def test_wait_seconds(params: dict[str, Any], seconds: float) -> None:
     assert wait_seconds(params, NOW) == seconds
 
 
@@ -29,7 +30,7 @@ def test_wait_seconds(params: dict, seconds: float) -> None:
     ({"seconds": "nan"}, "finite number >= 0"), ({"seconds": "inf"}, "finite number >= 0"),
     ({"until": "tomorrow"}, "'tomorrow' is not an ISO 8601 time"),
 ])
-def test_wait_refuses_bad_params(params: dict, message: str) -> None:
+def test_wait_refuses_bad_params(params: dict[str, Any], message: str) -> None:
     with pytest.raises(JobError, match=message):
         wait_seconds(params, NOW)
 
@@ -69,7 +70,7 @@ def test_a_job_put_back_into_the_queue_starts_over() -> None:
       {"name": "rollback", "phase": "on_failure", "state": "running"}], "rollback (on failure)"),
     ([{"name": "verify", "state": "done"}, {"name": "backup", "state": "done"}], "backup (2/2)"),
 ])
-def test_the_step_shown_in_a_listing(steps: list, shown: str) -> None:
+def test_the_step_shown_in_a_listing(steps: list[dict[str, Any]], shown: str) -> None:
     assert current_step({"steps": steps}) == shown
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from autotel import fsutil
 from autotel.errors import StateError
 from autotel.fsutil import append_line, atomic_write_bytes, atomic_write_json, atomic_writer
 from autotel.lockfile import ProcessLock
@@ -32,7 +31,7 @@ def test_a_failed_replace_keeps_the_old_file_and_leaves_no_temp(
     target = tmp_path / "job.json"
     target.write_bytes(b"old")
     disk = FailingDisk(error)
-    monkeypatch.setattr(fsutil.os, "replace", disk.replace)
+    monkeypatch.setattr("autotel.fsutil.os.replace", disk.replace)
     with pytest.raises(OSError) as caught:
         atomic_write_bytes(target, b"new")
     assert caught.value is error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -43,11 +45,12 @@ for i in range(int(sys.argv[2])):
 """
 
 
-def job_file(config: Config, job_id_: str, state: str) -> dict:
-    return json.loads((config.state.job_dir(state) / f"{job_id_}.json").read_text())
+def job_file(config: Config, job_id_: str, state: str) -> dict[str, Any]:
+    path = config.state.job_dir(state) / f"{job_id_}.json"
+    return cast(dict[str, Any], json.loads(path.read_text()))  # a job file holds an object
 
 
-def running_record(config: Config, job_id_: str) -> dict | None:
+def running_record(config: Config, job_id_: str) -> dict[str, Any] | None:
     """The job's record while it is in `running/` (None before and after)."""
     try:
         return job_file(config, job_id_, "running")
@@ -145,6 +148,10 @@ def test_bad_kinds_fail_the_job_with_a_message_naming_the_file(bare_site: Config
     assert "colour: Extra inputs are not permitted" in results["badpolicy"]["error"]
 
 
+def _exited(pid: int) -> bool:
+    return not pid_alive(pid)
+
+
 def test_kill_9_mid_job_resumes_at_the_first_unfinished_step(bare_site: Config) -> None:
     write_kind(bare_site, "slow", "steps: [ping, wait]\n")
     runner = RunnerProcess(bare_site).start().ready()
@@ -158,7 +165,7 @@ def test_kill_9_mid_job_resumes_at_the_first_unfinished_step(bare_site: Config) 
         runner.stop()
     assert worker_pids
     for pid in worker_pids:  # an orphaned worker would run the step twice at once
-        wait_for(lambda pid=pid: not pid_alive(pid), 10, f"the orphaned worker {pid} to exit")
+        wait_for(functools.partial(_exited, pid), 10, f"the orphaned worker {pid} to exit")
     assert before is not None and before["steps"][0]["state"] == "done"
     with running(bare_site) as runner:
         job = runner.spool.wait(ident, 30)

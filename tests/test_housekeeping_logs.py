@@ -11,7 +11,8 @@ from autotel.watchdog.process import SubprocessLauncher
 from autotel.watchdog.services import COLLECTOR, service_specs
 from autotel.watchdog.supervisor import Supervisor
 from autotel.web.agent.sessions import record_session
-from tests.watchdog_support import python_command, services, wait_for
+from tests.foundation_support import wait_for
+from tests.watchdog_support import python_command, services
 
 LIMIT_BYTES = 1000
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -156,7 +157,7 @@ def test_every_error_is_json(bare_site: Config, method: str, path: str,
 
 
 def test_a_chunked_body_over_the_limit_is_refused(bare_site: Config) -> None:
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         for _ in range(10):
             yield b"x" * 1000
 

@@ -20,10 +20,10 @@ from autotel.config import Config
 from autotel.db.migrate import migrate_site
 from autotel.runner.events import emit, read_events
 from autotel.spool.queue import Spool
+from tests.apply_support import receive as make_pending
 from tests.portal_support import (
     NOTES,
     PIN,
-    make_pending,
     publish,
     runner_thread,
     running_portal,

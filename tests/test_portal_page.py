@@ -15,7 +15,8 @@ import httpx
 from pydantic import SecretStr
 
 from autotel.config import Config
-from tests.portal_support import PIN, client, make_pending, publish, running_portal
+from tests.apply_support import receive as make_pending
+from tests.portal_support import PIN, client, publish, running_portal
 
 
 def test_the_page_speaks_ukrainian_unless_asked_otherwise(bare_site: Config) -> None:

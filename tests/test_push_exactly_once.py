@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -45,7 +46,7 @@ class Writer(threading.Thread):
         except BaseException as e:  # noqa: BLE001 (reported by the test, which would otherwise pass silently)
             self.error = e
 
-    def _write(self, conn, serial: int) -> int:
+    def _write(self, conn: psycopg.Connection[Any], serial: int) -> int:
         if self.style == "plain":
             self._insert(conn, serial, "now()")
             return serial + 1
@@ -63,7 +64,7 @@ class Writer(threading.Thread):
                 raise psycopg.Rollback(tx)  # leaves the block, rolling back all of its rows
         return serial + rows
 
-    def _insert(self, conn, serial: int, time_sql: str) -> None:
+    def _insert(self, conn: psycopg.Connection[Any], serial: int, time_sql: str) -> None:
         conn.execute(
             f"INSERT INTO readings (time, sensor, value) VALUES ({time_sql}, %s, %s)",
             (f"{self.name}-{serial}", serial / 7),

@@ -89,7 +89,9 @@ def test_store_pins_and_repins_without_temp_files(tmp_path: Path) -> None:
     store.pin("h:2", second.decode())
     assert store.get("h:1") == PinnedCert(fingerprint_pem(first), first.decode())
     store.pin("h:1", second.decode())
-    assert store.get("h:1").sha256 == store.get("h:2").sha256 == fingerprint_pem(second)
+    repinned, other = store.get("h:1"), store.get("h:2")
+    assert repinned is not None and other is not None
+    assert repinned.sha256 == other.sha256 == fingerprint_pem(second)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == [".incoming", "known_agents.json", "known_agents.lock"]
     assert list(incoming.iterdir()) == []

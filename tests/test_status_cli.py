@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 from pathlib import Path
+from typing import Any, cast
 
 from autotel.config import Config
 from autotel.fsutil import atomic_write_text
@@ -21,10 +22,10 @@ from autotel.watchdog.statusfile import pid_alive
 from tests.watchdog_support import WatchdogProcess, license_site, run_cli
 
 
-def _status(config: Config) -> dict:
+def _status(config: Config) -> dict[str, Any]:
     result = run_cli("status", "--json", config=config)
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return cast(dict[str, Any], json.loads(result.stdout))  # `status --json` prints an object
 
 
 def test_fresh_site(bare_site: Config) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import sys
 import threading
 from pathlib import Path
@@ -16,7 +17,8 @@ from autotel.watchdog.services import split_command
 from autotel.watchdog.states import Service, State
 from autotel.watchdog.statusfile import pid_alive
 from autotel.watchdog.supervisor import Supervisor
-from tests.watchdog_support import services, wait_for
+from tests.foundation_support import wait_for
+from tests.watchdog_support import service_in, services
 
 POLICY = WatchdogConfig(min_backoff_s=0.5, max_backoff_s=4.0, stable_after_s=10.0, max_restarts=3)
 
@@ -113,8 +115,8 @@ def test_a_service_that_cannot_spawn_goes_fatal_and_the_others_run(bare_site: Co
     thread = threading.Thread(target=supervisor.run)
     thread.start()
     try:
-        fatal = wait_for(lambda: services(config).get("sensor", {}).get("state") == "FATAL"
-                         and services(config)["sensor"], what="sensor FATAL")
+        fatal = wait_for(functools.partial(service_in, config, "sensor", "FATAL"),
+                         what="sensor FATAL")
         assert fatal["reason"].startswith("cannot start: [Errno 11] Resource temporarily unavailable")
         assert "gave up after 3 failed starts" in fatal["reason"]
         display = services(config)["display"]

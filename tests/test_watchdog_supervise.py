@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from autotel.config import Config
 from autotel.lockfile import ProcessLock
 from autotel.watchdog.statusfile import pid_alive, watchdog_lock_file
+from tests.foundation_support import wait_for
 from tests.watchdog_support import (
     WatchdogProcess,
     configure_site,
@@ -18,7 +20,6 @@ from tests.watchdog_support import (
     python_command,
     run_cli,
     services,
-    wait_for,
 )
 
 SLEEPER = python_command("import time\nwhile True: time.sleep(1)")
@@ -54,7 +55,8 @@ def test_restarts_a_killed_service_with_growing_backoff(licensed: Config, tmp_pa
         for _ in range(3):
             entry = wd.wait_state("collector", "STARTING")
             os.kill(entry["pid"], signal.SIGKILL)
-            restarted = wait_for(lambda old=entry["pid"]: _respawned(config, old), what="a new collector")
+            restarted = wait_for(functools.partial(_respawned, config, entry["pid"]),
+                                 what="a new collector")
             backoffs.append(restarted["backoff_s"])
         assert backoffs == [0.2, 0.4, 0.8]
         log = (config.state.logs / "watchdog.log").read_text()
@@ -65,6 +67,10 @@ def test_restarts_a_killed_service_with_growing_backoff(licensed: Config, tmp_pa
 def _respawned(config: Config, old_pid: int) -> dict[str, object] | None:
     entry = services(config)["collector"]
     return entry if entry["state"] == "STARTING" and entry["pid"] not in (None, old_pid) else None
+
+
+def _replaced(config: Config, name: str, old_pid: int) -> bool:
+    return services(config)[name]["pid"] not in (None, old_pid)
 
 
 def test_a_crash_looping_service_goes_fatal_while_the_others_keep_running(
@@ -141,8 +147,7 @@ def test_services_left_by_a_killed_watchdog_are_stopped_by_the_next(licensed: Co
         assert all(pid_alive(pid) for pid in old.values())  # orphans, still holding the runner lock
         with WatchdogProcess(config, tmp_path / "second.out"):
             for name, old_pid in old.items():
-                wait_for(lambda n=name, o=old_pid: services(config)[n]["pid"] not in (None, o),
-                         what=f"a new {name}")
+                wait_for(functools.partial(_replaced, config, name, old_pid), what=f"a new {name}")
                 assert not pid_alive(old_pid)
             log = (config.state.logs / "watchdog.log").read_text()
             assert f"runner (pid {old['runner']}) was left running by a previous watchdog" in log

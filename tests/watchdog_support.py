@@ -59,6 +59,13 @@ def services(config: Config) -> dict[str, dict[str, Any]]:
     return {entry["name"]: entry for entry in data["services"]}
 
 
+def service_in(config: Config, name: str, *states: str) -> dict[str, Any] | None:
+    """The service's published entry while it is in one of `states`, else None (a
+    `wait_for` check)."""
+    entry = services(config).get(name)
+    return entry if entry and entry["state"] in states else None
+
+
 class WatchdogProcess:
     """`autotel watchdog` as a real subprocess; stopped (SIGTERM, then kill) on exit."""
 
@@ -95,6 +102,5 @@ class WatchdogProcess:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(f"watchdog exited with {self.proc.returncode}:\n{self.output()}")
-            entry = services(self.config).get(name)
-            return entry if entry and entry["state"] in wanted else None
+            return service_in(self.config, name, *wanted)
         return wait_for(probe, timeout, f"{name} in {wanted}; services: {services(self.config)}")

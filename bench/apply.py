@@ -24,7 +24,9 @@ the median of each round's own ratio (the parts of a round see the same disk):
   every unpacked file again, writes the backup zip, one flush, renames into place,
   version.txt, restart.flag. No migrations (no database in the loop).
 - autotel, unpacking: the same apply on a site where nothing was unpacked ahead (no
-  room for it): the apply inflates and hashes every file as it writes it.
+  room for it): the apply inflates and hashes every file as it writes it. The two
+  applies take turns going first, round by round, so neither always pays for the
+  other's writes.
 
 Creating files dominates all of them, and its cost depends on the disk's recent past:
 on an ext4 without a journal (this machine's root) each new inode is searched past
@@ -134,10 +136,17 @@ def prepare_site(root: Path, public: Path, private: Path, old: dict[str, bytes],
     return config, sha256, stored.path, manifest
 
 
+def settle() -> None:
+    """Flush every disk before a timed part, twice: the first `sync` can leave a loop
+    device's writes dirty in its backing file, which would flush during the timing."""
+    for _ in range(2):
+        subprocess.run(["sync"], check=True)
+
+
 def time_script(root: Path, old: dict[str, bytes], new: dict[str, bytes]) -> float:
     write_tree(root / "install", old)
     write_tree(root / "new", new)
-    subprocess.run(["sync"], check=True)
+    settle()
     script = f"cp -a {root}/install {root}/backup && cp -a {root}/new/. {root}/install/ && sync"
     start = time.perf_counter()
     subprocess.run(["bash", "-c", script], check=True)
@@ -151,7 +160,7 @@ def time_same_work(root: Path, old: dict[str, bytes], package: Path, manifest: M
     (root / "replaced.txt").write_text("".join(f.path + "\n" for f in manifest.files
                                                if f.path in old))
     (root / "sums.txt").write_text("".join(f"{f.sha256}  {f.path}\n" for f in manifest.files))
-    subprocess.run(["sync"], check=True)
+    settle()
     script = (f"set -e; cd {install}; zip -q -0 -@ {root}/backup.zip < {root}/replaced.txt; "
               f"unzip -q {package} 'files/*' -d {root}/unpacked; "
               f"cd {root}/unpacked/files; sha256sum --quiet -c {root}/sums.txt; "
@@ -165,7 +174,7 @@ def time_floor(root: Path, old: dict[str, bytes], new: dict[str, bytes]) -> floa
     install, unpacked, backup = root / "install", root / "new", root / "backup"
     write_tree(install, old)
     write_tree(unpacked, new)
-    subprocess.run(["sync"], check=True)
+    settle()
     start = time.perf_counter()
     for rel in new:
         (backup / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -192,7 +201,7 @@ def time_apply(config: Config, sha256: str,
         assert spool.wait(spool.submit("ping"), 120)["state"] == "done"
         staged = spool.wait(spool.submit("stage", {"sha256": sha256}), 600) if ahead else None
         page = ProgressPage(port)
-        subprocess.run(["sync"], check=True)
+        settle()
         start = time.perf_counter()
         job = spool.wait(spool.submit("apply", {"sha256": sha256}), 600, poll_s=0.005)
         seconds = time.perf_counter() - start
@@ -309,13 +318,15 @@ def main() -> None:
             round_dir = Path(tmp) / f"round{n}"
             script = time_script(round_dir / "script", old, new)
             floor = time_floor(round_dir / "floor", old, new)
-            config, sha256, package, manifest = prepare_site(round_dir / "autotel", keys[1],
-                                                             keys[0], old, new)
+            sites = {ahead: prepare_site(round_dir / f"autotel-{ahead}", keys[1], keys[0], old, new)
+                     for ahead in (True, False)}
+            _, _, package, manifest = sites[True]
             same = time_same_work(round_dir / "same", old, package, manifest)
-            seconds, steps, rss = time_apply(config, sha256, ahead=True)
-            config, sha256, _, _ = prepare_site(round_dir / "unpacking", keys[1], keys[0],
-                                                old, new)
-            unpacking, unpacking_steps, _ = time_apply(config, sha256, ahead=False)
+            timed = {}
+            for ahead in (True, False) if n % 2 == 0 else (False, True):  # neither always second
+                config, sha256, _, _ = sites[ahead]
+                timed[ahead] = time_apply(config, sha256, ahead=ahead)
+            (seconds, steps, rss), (unpacking, unpacking_steps, _) = timed[True], timed[False]
             rounds.append({"script": script, "floor": floor, "same": same, "apply": seconds,
                            "steps": steps, "unpacking": unpacking,
                            "unpacking_steps": unpacking_steps})

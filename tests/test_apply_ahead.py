@@ -13,6 +13,7 @@ import pytest
 
 from autotel.apply.workdir import WorkDir
 from autotel.config import Config
+from autotel.fsutil import atomic_write_text
 from autotel.package.pending import read_pending
 from autotel.steps.context import StepContext
 from autotel.steps.stage import stage_ahead
@@ -104,6 +105,17 @@ def test_what_changed_while_waiting_is_unpacked_again_from_the_package(
         assert not installed.is_symlink() and installed.stat().st_nlink == 1, rel
     assert not (release.install / "app/evil.py").exists()
     assert ahead_folders(site) == []
+
+
+def test_a_stage_job_dropped_by_hand_unpacks_the_waiting_update(
+        site: Config, admin_keys: tuple[Path, Path], tmp_path: Path) -> None:
+    """As `{"kind": "apply"}` alone applies the waiting update (DESIGN.md)."""
+    release = prepare(site, admin_keys[0], tmp_path / "admin")
+    with running(site) as runner:
+        atomic_write_text(site.state.job_dir("queue") / "by-hand.json", '{"kind": "stage"}')
+        job = runner.spool.wait("by-hand", 60)
+    assert job["state"] == "done" and job["result"]["staged"] is True, job
+    assert WorkDir.of_pending(site.state, release.sha256).is_staged()
 
 
 def test_a_mode_changed_while_waiting_is_the_one_installed(

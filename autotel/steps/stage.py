@@ -29,10 +29,15 @@ MSG = ("Підготовка оновлення", "Preparing the update")
 
 @step("stage")
 def stage_ahead(ctx: StepContext) -> dict[str, Any]:
-    """Raises: what `verify` raises for a package that is no longer acceptable."""
+    """Unpack the update `params.sha256` names, if it still waits (without it: the one waiting).
+
+    Raises: what `verify` raises for a package that is no longer acceptable.
+    """
     pending = read_pending(ctx.state)
-    wanted = str(ctx.params.get("sha256") or "")
-    if pending is None or not hmac.compare_digest(pending.sha256, wanted):
+    if pending is None:
+        return {"staged": False, "reason": "no update is waiting"}
+    wanted = str(ctx.params.get("sha256") or pending.sha256)
+    if not hmac.compare_digest(pending.sha256, wanted):
         return {"staged": False, "reason": "this update is no longer waiting"}
     manifest = verify_package(pending.path, ctx.config,
                               installed_version=ctx.state.installed_version(), hashes=False)

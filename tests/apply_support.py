@@ -112,10 +112,14 @@ class Release:
 
 
 class FullDisk:
-    """A fake for what is outside the product: a disk with 10 MB free (`shutil.disk_usage`)."""
+    """A fake for what is outside the product: a disk with `free` bytes free, 10 MB unless
+    told (`shutil.disk_usage`)."""
+
+    def __init__(self, free: int = 10**7) -> None:
+        self.free = free
 
     def __call__(self, path: object) -> SimpleNamespace:
-        return SimpleNamespace(total=10**12, used=10**12 - 10**7, free=10**7)
+        return SimpleNamespace(total=10**12, used=10**12 - self.free, free=self.free)
 
 
 def install_old_version(config: Config) -> None:

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from autotel.apply.plan import SPACE_MARGIN
 from autotel.apply.workdir import WorkDir
 from autotel.config import Config
+from autotel.errors import DiskSpaceError
 from autotel.fsutil import atomic_write_text
 from autotel.package.pending import read_pending
 from autotel.steps.context import StepContext
@@ -20,6 +22,7 @@ from autotel.steps.stage import stage_ahead
 from autotel.steps.verify import verify
 from tests.apply_support import (
     NEW_FILES,
+    OLD_FILES,
     FullDisk,
     Release,
     prepare,
@@ -188,3 +191,24 @@ def test_a_windows_junction_among_the_unpacked_files_is_not_trusted(
     assert verify(StepContext(site, job, "verify", lambda *args: None))["unpacked_ahead"] is False
     assert (work.files / "app/lib/util.py").read_bytes() == NEW_FILES["app/lib/util.py"]
     assert ahead_folders(site) == []
+
+
+def test_unpacking_again_checks_the_room_the_unpacked_files_did_not_need(
+        site: Config, admin_keys: tuple[Path, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Taken over, the unpacked files need no new room; unpacked again, they do."""
+    release = prepare(site, admin_keys[0], tmp_path / "admin")
+    stage_job = {"id": "s1", "kind": "stage", "params": {"sha256": release.sha256}, "steps": []}
+    assert stage_ahead(StepContext(site, stage_job, "stage", lambda *args: None))["staged"]
+    folder = WorkDir.of_pending(site.state, release.sha256)
+    (folder.files / "app/main.py").write_bytes(b"print('not what was signed')\n")
+    before = release.install_state()
+    backup = sum(len(OLD_FILES[rel]) for rel in NEW_FILES if rel in OLD_FILES)
+    room = SPACE_MARGIN + backup + sum(map(len, NEW_FILES.values()))
+    monkeypatch.setattr("autotel.apply.unpack.shutil.disk_usage", FullDisk(room - 1))
+    job = {"id": "a1", "kind": "apply", "params": {"sha256": release.sha256}, "steps": []}
+    with pytest.raises(DiskSpaceError, match="not enough free disk space"):
+        verify(StepContext(site, job, "verify", lambda *args: None))
+    assert not [p for p in WorkDir.of(site.state, "a1").root.rglob("*") if p.is_file()
+                and p.name != "journal.json"], "nothing unpacked"
+    assert release.install_state() == before

@@ -57,6 +57,8 @@ def unpack_checked(config: Config, package: OpenPackage, work: WorkDir,
     work.set_phase("staging")
     adopted = ready is not None and _adopt(config, ready, package, work, progress)
     if not adopted:
+        if ready is not None:  # the room was checked for the backup alone
+            _check_room(config, install, package, work, unpacked=False)
         stage(package, install, work, progress)
     work.set_phase("staged")
     fault_point(config.state, "verify:staged")
@@ -116,6 +118,7 @@ def _adopt(config: Config, ready: WorkDir, package: OpenPackage, work: WorkDir,
         matches = False
     ready.remove()
     if not matches:
+        shutil.rmtree(work.files, ignore_errors=True)
         log.warning("the update unpacked ahead in %s changed while it waited; unpacking "
                     "the package again", ready.root)
     return matches

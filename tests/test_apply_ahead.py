@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -42,6 +43,13 @@ def apply(runner: RunnerProcess, release: Release) -> dict[str, Any]:
     job = runner.run("apply", timeout=120, sha256=release.sha256)
     assert job["state"] == "done", job
     return job
+
+
+def run_step(site: Config, name: str, func: Callable[[StepContext], dict[str, Any]],
+             sha256: str) -> dict[str, Any]:
+    """Step `name` in this process (where a fake can stand in for the disk), as job `a1`."""
+    job = {"id": "a1", "params": {"sha256": sha256}, "steps": []}
+    return func(StepContext(site, job, name, lambda *args: None))
 
 
 def ahead_folders(site: Config) -> list[str]:
@@ -151,8 +159,7 @@ def test_without_room_to_unpack_ahead_the_update_still_waits(
         monkeypatch: pytest.MonkeyPatch) -> None:
     release = prepare(site, admin_keys[0], tmp_path / "admin")
     monkeypatch.setattr("autotel.apply.unpack.shutil.disk_usage", FullDisk())
-    job = {"id": "s1", "kind": "stage", "params": {"sha256": release.sha256}, "steps": []}
-    result = stage_ahead(StepContext(site, job, "stage", lambda *args: None))
+    result = run_step(site, "stage", stage_ahead, release.sha256)
     assert result["staged"] is False
     assert "not enough free disk space" in result["reason"]
     assert "the apply will unpack it then" in result["reason"]
@@ -182,13 +189,11 @@ def test_a_windows_junction_among_the_unpacked_files_is_not_trusted(
         site: Config, admin_keys: tuple[Path, Path], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     release = prepare(site, admin_keys[0], tmp_path / "admin")
-    stage_job = {"id": "s1", "kind": "stage", "params": {"sha256": release.sha256}, "steps": []}
-    assert stage_ahead(StepContext(site, stage_job, "stage", lambda *args: None))["staged"]
+    assert run_step(site, "stage", stage_ahead, release.sha256)["staged"]
     work = WorkDir.of(site.state, "a1")
     monkeypatch.setattr("autotel.apply.install.os.lstat",
                         WindowsJunction(work.files / "app" / "lib"))
-    job = {"id": "a1", "kind": "apply", "params": {"sha256": release.sha256}, "steps": []}
-    assert verify(StepContext(site, job, "verify", lambda *args: None))["unpacked_ahead"] is False
+    assert run_step(site, "verify", verify, release.sha256)["unpacked_ahead"] is False
     assert (work.files / "app/lib/util.py").read_bytes() == NEW_FILES["app/lib/util.py"]
     assert ahead_folders(site) == []
 
@@ -198,17 +203,15 @@ def test_unpacking_again_checks_the_room_the_unpacked_files_did_not_need(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Taken over, the unpacked files need no new room; unpacked again, they do."""
     release = prepare(site, admin_keys[0], tmp_path / "admin")
-    stage_job = {"id": "s1", "kind": "stage", "params": {"sha256": release.sha256}, "steps": []}
-    assert stage_ahead(StepContext(site, stage_job, "stage", lambda *args: None))["staged"]
+    assert run_step(site, "stage", stage_ahead, release.sha256)["staged"]
     folder = WorkDir.of_pending(site.state, release.sha256)
     (folder.files / "app/main.py").write_bytes(b"print('not what was signed')\n")
     before = release.install_state()
     backup = sum(len(OLD_FILES[rel]) for rel in NEW_FILES if rel in OLD_FILES)
     room = SPACE_MARGIN + backup + sum(map(len, NEW_FILES.values()))
     monkeypatch.setattr("autotel.apply.unpack.shutil.disk_usage", FullDisk(room - 1))
-    job = {"id": "a1", "kind": "apply", "params": {"sha256": release.sha256}, "steps": []}
     with pytest.raises(DiskSpaceError, match="not enough free disk space"):
-        verify(StepContext(site, job, "verify", lambda *args: None))
+        run_step(site, "verify", verify, release.sha256)
     assert not [p for p in WorkDir.of(site.state, "a1").root.rglob("*") if p.is_file()
                 and p.name != "journal.json"], "nothing unpacked"
     assert release.install_state() == before

@@ -17,6 +17,7 @@ from autotel.apply.targets import InstallDir
 from autotel.apply.workdir import WorkDir
 from autotel.config import Config
 from autotel.errors import DiskSpaceError, StateError
+from autotel.fsutil import SHARING_RETRY_S
 from autotel.package.manifest import FileEntry
 from autotel.state import StatePaths
 from autotel.steps import load_steps
@@ -95,23 +96,34 @@ class WindowsRunningProgram:
     """A fake for what is outside the product: Windows refusing to replace the file a
     running program was started from, while still letting that file be renamed away
     (`rename_refused` also refuses that, as when a program holds it open without
-    sharing). It stands in for `autotel.fsutil.replace` and `os.replace`."""
+    sharing). It stands in for `os.replace`, and for `autotel.fsutil.replace`, which on
+    Windows retries a refusal for SHARING_RETRY_S: `waited_s` adds up that time instead
+    of spending it."""
 
     def __init__(self, running: Path, rename_refused: bool = False) -> None:
         self.running = running
         self.rename_refused = rename_refused
         self.real_replace = os.replace
+        self.waited_s = 0.0
 
-    def replace_over(self, source: Path, target: Path) -> None:
+    def os_replace(self, source: str | Path, target: str | Path) -> None:
         if Path(target) == self.running and self.running.exists():
+            raise PermissionError(13, "Access is denied", str(target))
+        if self.rename_refused and Path(source) == self.running:
             raise PermissionError(13, "The process cannot access the file because it is "
-                                  "being used by another process", str(target))
+                                  "being used by another process", str(source))
         self.real_replace(source, target)
 
-    def rename(self, source: str | Path, target: str | Path) -> None:
-        if self.rename_refused and Path(source) == self.running:
-            raise PermissionError(13, "Access is denied", str(source))
-        self.real_replace(source, target)
+    def retrying_replace(self, source: Path, target: Path) -> None:
+        try:
+            self.os_replace(source, target)
+        except PermissionError:
+            self.waited_s += SHARING_RETRY_S
+            raise
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr("autotel.apply.install.os.replace", self.os_replace)
+        monkeypatch.setattr("autotel.apply.install.replace", self.retrying_replace)
 
 
 def run_steps(site: Config, job: dict[str, Any], names: list[str]) -> None:
@@ -126,11 +138,12 @@ def test_a_program_windows_will_not_replace_while_it_runs_is_moved_aside_and_rep
     release = prepare(site, admin_keys[0], tmp_path / "admin")
     running = site.install_path / "bin/run.sh"
     windows = WindowsRunningProgram(running)
-    monkeypatch.setattr("autotel.apply.install.replace", windows.replace_over)
+    windows.install(monkeypatch)
     job = {"id": "job1", "kind": "apply", "params": {"sha256": release.sha256}, "steps": []}
     run_steps(site, job, ["verify", "backup", "patch", "migrate", "restart"])
     release.assert_new()
     assert running.read_bytes() == NEW_FILES["bin/run.sh"]
+    assert windows.waited_s == 0, "moved aside at the first refusal, not after the retries"
 
 
 def test_a_program_that_cannot_even_be_moved_aside_stops_the_patch_and_is_rolled_back(
@@ -138,11 +151,11 @@ def test_a_program_that_cannot_even_be_moved_aside_stops_the_patch_and_is_rolled
         monkeypatch: pytest.MonkeyPatch) -> None:
     release = prepare(site, admin_keys[0], tmp_path / "admin")
     windows = WindowsRunningProgram(site.install_path / "bin/run.sh", rename_refused=True)
-    monkeypatch.setattr("autotel.apply.install.replace", windows.replace_over)
-    monkeypatch.setattr("autotel.apply.install.os.replace", windows.rename)
+    windows.install(monkeypatch)
     job = {"id": "job1", "kind": "apply", "params": {"sha256": release.sha256}, "steps": []}
     run_steps(site, job, ["verify", "backup"])
     with pytest.raises(StateError, match="bin/run.sh cannot be replaced .*stop that program"):
         run_steps(site, job, ["patch"])
+    assert windows.waited_s == SHARING_RETRY_S, "a reader holding it gets the retries"
     run_steps(site, job, ["rollback"])
     release.assert_old()

@@ -190,12 +190,14 @@ def _put_in_place(staged: Path, target: Path, aside: Path) -> None:
     renamed (the process keeps running from it): then the target first moves aside
     into the work folder and the new file takes its name. After a crash in between,
     the target is simply missing, and the resumed patch renames the staged file in.
+    Only a target that cannot be moved aside either gets `fsutil.replace`'s retries
+    (a reader holding it for a moment), so a running program costs no wait.
 
     Raises:
         StateError: the target can be neither replaced nor moved aside.
     """
     try:
-        replace(staged, target)
+        os.replace(staged, target)
         return
     except PermissionError as e:
         refused = e
@@ -203,11 +205,20 @@ def _put_in_place(staged: Path, target: Path, aside: Path) -> None:
     try:
         os.replace(target, aside)
     except OSError:
+        _replace_when_let(staged, target, refused)
+        return
+    replace(staged, target)
+
+
+def _replace_when_let(staged: Path, target: Path, refused: OSError) -> None:
+    """Raises: StateError when the target is still held after `fsutil.replace`'s retries."""
+    try:
+        replace(staged, target)
+    except PermissionError:
         raise StateError(
             f"{target} cannot be replaced ({refused.strerror or refused}): a running program "
             "may hold it open; stop that program or its service and apply again"
         ) from None
-    replace(staged, target)
 
 
 class _Folders:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from autotel.config import Config
+from autotel.fsutil import atomic_write_text
 from autotel.runner.events import read_events
 from autotel.spool.queue import Spool
 
@@ -83,6 +85,11 @@ class RunnerProcess:
     def run(self, kind: str, timeout: float = 60, **params: Any) -> dict[str, Any]:
         """Submit a job and return its final record."""
         return self.spool.wait(self.spool.submit(kind, params), timeout)
+
+    def run_dropped(self, kind: str, timeout: float = 60) -> dict[str, Any]:
+        """Drop a job file holding its kind alone, as DESIGN.md lets a person do by hand."""
+        atomic_write_text(self.spool.paths.queue / "by-hand.json", json.dumps({"kind": kind}))
+        return self.spool.wait("by-hand", timeout)
 
     @property
     def pid(self) -> int:

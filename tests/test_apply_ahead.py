@@ -16,7 +16,6 @@ from autotel.apply.plan import SPACE_MARGIN
 from autotel.apply.workdir import WorkDir
 from autotel.config import Config
 from autotel.errors import DiskSpaceError
-from autotel.fsutil import atomic_write_text
 from autotel.package.pending import read_pending
 from autotel.steps.context import StepContext
 from autotel.steps.stage import stage_ahead
@@ -123,8 +122,7 @@ def test_a_stage_job_dropped_by_hand_unpacks_the_waiting_update(
     """As `{"kind": "apply"}` alone applies the waiting update (DESIGN.md)."""
     release = prepare(site, admin_keys[0], tmp_path / "admin")
     with running(site) as runner:
-        atomic_write_text(site.state.job_dir("queue") / "by-hand.json", '{"kind": "stage"}')
-        job = runner.spool.wait("by-hand", 60)
+        job = runner.run_dropped("stage")
     assert job["state"] == "done" and job["result"]["staged"] is True, job
     assert WorkDir.of_pending(site.state, release.sha256).is_staged()
 

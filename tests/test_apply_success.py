@@ -7,7 +7,6 @@ import zipfile
 from pathlib import Path
 
 from autotel.config import Config
-from autotel.fsutil import atomic_write_text
 from tests.apply_support import CREATED, NEW_VERSION, OLD_FILES, OLD_VERSION, prepare, step_events
 from tests.foundation_support import events_of, running
 
@@ -43,8 +42,7 @@ def test_a_dropped_kind_apply_alone_installs_the_waiting_update(
     """DESIGN.md: the minimum a person may drop is {"kind": "apply"}."""
     release = prepare(site, admin_keys[0], tmp_path / "admin")
     with running(site) as runner:
-        atomic_write_text(site.state.job_dir("queue") / "by-hand.json", '{"kind": "apply"}')
-        job = runner.spool.wait("by-hand", 120)
+        job = runner.run_dropped("apply", timeout=120)
     assert job["state"] == "done", job
     assert job["steps"][0]["result"]["sha256"] == release.sha256
     release.assert_new()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from autotel.package.build import PackageSpec, Source, build_package
 from autotel.package.pending import read_pending, store_pending
 from autotel.package.verify import verify_package
 from autotel.package.zipread import file_sha256
+from autotel.steps.context import StepContext
 from autotel.timeutil import utcnow
 
 OLD_VERSION, NEW_VERSION = "1.0.0", "1.1.0"
@@ -120,6 +122,13 @@ class FullDisk:
 
     def __call__(self, path: object) -> SimpleNamespace:
         return SimpleNamespace(total=10**12, used=10**12 - self.free, free=self.free)
+
+
+def run_step(site: Config, name: str, func: Callable[[StepContext], dict[str, Any]],
+             sha256: str) -> dict[str, Any]:
+    """Step `name` in this process (where a fake can stand in for the disk), as job `a1`."""
+    job = {"id": "a1", "params": {"sha256": sha256}, "steps": []}
+    return func(StepContext(site, job, name, lambda *args: None))
 
 
 def install_old_version(config: Config) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,7 +16,6 @@ from autotel.apply.workdir import WorkDir
 from autotel.config import Config
 from autotel.errors import DiskSpaceError
 from autotel.package.pending import read_pending
-from autotel.steps.context import StepContext
 from autotel.steps.stage import stage_ahead
 from autotel.steps.verify import verify
 from tests.apply_support import (
@@ -28,6 +26,7 @@ from tests.apply_support import (
     prepare,
     publish,
     receive,
+    run_step,
 )
 from tests.foundation_support import RunnerProcess, running
 
@@ -42,13 +41,6 @@ def apply(runner: RunnerProcess, release: Release) -> dict[str, Any]:
     job = runner.run("apply", timeout=120, sha256=release.sha256)
     assert job["state"] == "done", job
     return job
-
-
-def run_step(site: Config, name: str, func: Callable[[StepContext], dict[str, Any]],
-             sha256: str) -> dict[str, Any]:
-    """Step `name` in this process (where a fake can stand in for the disk), as job `a1`."""
-    job = {"id": "a1", "params": {"sha256": sha256}, "steps": []}
-    return func(StepContext(site, job, name, lambda *args: None))
 
 
 def ahead_folders(site: Config) -> list[str]:

@@ -23,7 +23,7 @@ from autotel.state import StatePaths
 from autotel.steps import load_steps
 from autotel.steps.context import StepContext
 from autotel.steps.verify import verify
-from tests.apply_support import NEW_FILES, FullDisk, prepare
+from tests.apply_support import NEW_FILES, FullDisk, prepare, run_step
 
 
 @pytest.fixture
@@ -85,9 +85,8 @@ def test_a_full_disk_stops_verify_before_anything_is_written(
     release = prepare(site, admin_keys[0], tmp_path / "admin")
     before = release.install_state()
     monkeypatch.setattr("autotel.apply.unpack.shutil.disk_usage", FullDisk())
-    job = {"id": "job1", "kind": "apply", "params": {"sha256": release.sha256}, "steps": []}
     with pytest.raises(DiskSpaceError, match="not enough free disk space for this update"):
-        verify(StepContext(site, job, "verify", lambda *args: None))
+        run_step(site, "verify", verify, release.sha256)
     assert not [p for p in site.state.staging.rglob("*") if p.is_file()], "nothing unpacked"
     assert release.install_state() == before
 

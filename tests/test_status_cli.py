@@ -16,9 +16,9 @@ from autotel.package.pending import store_pending
 from autotel.package.verify import verify_package
 from autotel.package.zipread import file_sha256
 from autotel.spool.queue import Spool
-from autotel.steps.context import StepContext
 from autotel.steps.stage import stage_ahead
 from autotel.watchdog.statusfile import pid_alive
+from tests.apply_support import run_step
 from tests.watchdog_support import WatchdogProcess, license_site, run_cli
 
 
@@ -69,8 +69,7 @@ def test_pending_update_last_sync_and_jobs(bare_site: Config, admin_keys: tuple[
     assert "unpacked ahead" not in text
     assert re.search(rf"^{job_ids[-1]}\s+ping\s+queued$", text, re.MULTILINE)
 
-    stage = {"id": "s1", "kind": "stage", "params": {"sha256": file_sha256(package)}, "steps": []}
-    assert stage_ahead(StepContext(bare_site, stage, "stage", lambda *args: None))["staged"]
+    assert run_step(bare_site, "stage", stage_ahead, file_sha256(package))["staged"]
     assert _status(bare_site)["pending_update"]["unpacked_ahead"] is True
     assert "…, unpacked ahead); confirm it in the portal" in run_cli("status", config=bare_site).stdout
 

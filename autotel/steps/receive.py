@@ -22,9 +22,9 @@ from autotel.package.manifest import Manifest, package_file_name
 from autotel.package.pending import read_pending, store_pending
 from autotel.package.verify import verify_package
 from autotel.package.zipread import file_sha256
-from autotel.spool.queue import Spool
 from autotel.steps import step
 from autotel.steps.context import StepContext
+from autotel.steps.stage import queue_stage
 
 
 @step("receive")
@@ -39,7 +39,7 @@ def receive(ctx: StepContext) -> dict[str, Any]:
         stored = store_pending(ctx.state, upload, manifest, sha256)
     finally:
         upload.unlink(missing_ok=True)
-    Spool(ctx.state).submit("stage", {"sha256": sha256})
+    queue_stage(ctx.state, sha256)
     ctx.progress(1.0, f"Отримано оновлення v{version}", f"Update v{version} received")
     return {
         "version": version,
@@ -99,6 +99,6 @@ def _resumed(ctx: StepContext, version: str, source: str) -> dict[str, Any]:
     """The upload is gone: a run interrupted after storing it, or a bad job."""
     pending = read_pending(ctx.state, verify_sha256=True)
     if pending is not None and pending.version == version:
-        Spool(ctx.state).submit("stage", {"sha256": pending.sha256})
+        queue_stage(ctx.state, pending.sha256)
         return {"version": version, "sha256": pending.sha256, "stored": False, "replaced": None}
     raise PackageError(f"{source}: the uploaded file is gone; send the package again")

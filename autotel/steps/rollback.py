@@ -23,9 +23,9 @@ from autotel.apply.finish import finish_install, set_version
 from autotel.apply.targets import InstallDir
 from autotel.apply.workdir import WorkDir
 from autotel.errors import DatabaseError
-from autotel.spool.queue import Spool
 from autotel.steps import step
 from autotel.steps.context import StepContext
+from autotel.steps.stage import queue_stage
 
 
 @step("rollback")
@@ -49,7 +49,7 @@ def rollback(ctx: StepContext) -> dict[str, Any]:
         after_each=lambda n: fault_point(ctx.state, f"rollback:restored:{n}"))
     set_version(ctx.state, index.from_version)
     work.remove()
-    Spool(ctx.state).submit("stage", {"sha256": done["sha256"]})  # a retry finds it unpacked
+    queue_stage(ctx.state, done["sha256"])  # a retry finds it unpacked
     fault_point(ctx.state, "rollback:end")
     return {"rolled_back": True, "installed_version": index.from_version,
             "files_restored": restored, "files_removed": removed}

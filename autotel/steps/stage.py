@@ -21,10 +21,17 @@ from autotel.apply.workdir import WorkDir
 from autotel.errors import DiskSpaceError
 from autotel.package.pending import read_pending
 from autotel.package.verify import verify_package
+from autotel.spool.queue import Spool
+from autotel.state import StatePaths
 from autotel.steps import step
 from autotel.steps.context import StepContext
 
 MSG = ("Підготовка оновлення", "Preparing the update")
+
+
+def queue_stage(state: StatePaths, sha256: str) -> None:
+    """Have the runner unpack the waiting update `sha256` once the current job is done."""
+    Spool(state).submit("stage", {"sha256": sha256})
 
 
 @step("stage")

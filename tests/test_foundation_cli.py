@@ -79,16 +79,20 @@ def test_init_with_a_bad_flag_writes_nothing(tmp_path: Path, args: list[str], me
     assert not (tmp_path / "site").exists()
 
 
-def test_cert_adds_the_given_names_and_changes_the_fingerprint(bare_site: Config) -> None:
+@pytest.mark.parametrize("names", [
+    ["--ip", "10.20.30.40", "--ip", "fd00::7", "--dns", "plant-a.example", "--dns", "b.example"],
+    ["--ip", "10.20.30.40", "fd00::7", "--dns", "plant-a.example", "b.example"],  # the seed's form
+])
+def test_cert_adds_the_given_names_and_changes_the_fingerprint(
+        bare_site: Config, names: list[str]) -> None:
     cert = bare_site.state.tls / "cert.pem"
     before = fingerprint_pem(cert.read_bytes())
-    result = cli("cert", "--ip", "10.20.30.40", "--ip", "fd00::7", "--dns", "plant-a.example",
-                 config=bare_site.config_path)
+    result = cli("cert", *names, config=bare_site.config_path)
     assert result.returncode == 0, result.stderr
     after = fingerprint_pem(cert.read_bytes())
     assert after != before and f"--accept-cert {after}" in result.stdout
     dns, ips = sans(cert)
-    assert {"plant-a.example", "localhost"} <= dns
+    assert {"plant-a.example", "b.example", "localhost"} <= dns
     assert {"10.20.30.40", str(ipaddress.ip_address("fd00::7")), "127.0.0.1"} <= ips
 
 
@@ -114,9 +118,12 @@ def test_keygen_writes_a_private_key_only_the_owner_can_read(tmp_path: Path) -> 
     assert (out / "private.pem").read_bytes() == before
 
 
-def test_jobs_add_ls_show(bare_site: Config) -> None:
-    added = cli("jobs", "add", "wait", "--param", "seconds=5", "-p", "note=a=b",
-                config=bare_site.config_path)
+@pytest.mark.parametrize("params", [
+    ["--param", "seconds=5", "-p", "note=a=b"],
+    ["--param", "seconds=5", "note=a=b"],  # the seed's form
+])
+def test_jobs_add_ls_show(bare_site: Config, params: list[str]) -> None:
+    added = cli("jobs", "add", "wait", *params, config=bare_site.config_path)
     assert added.returncode == 0, added.stderr
     job_id = added.stdout.strip()
     shown = cli("jobs", "show", job_id[:-6], config=bare_site.config_path)

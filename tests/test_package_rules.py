@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from autotel.cli.publish import LIST_OPTIONS, spread
+from autotel.cli._lists import spread
+from autotel.cli.publish import LIST_OPTIONS
 from autotel.config import DEFAULT_PROTECTED
 from autotel.errors import NotNewerError, PackageError
 from autotel.package.manifest import Manifest
@@ -223,6 +224,19 @@ def test_list_options_spread(args: list[str], expected: list[str]) -> None:
         spread(args, LIST_OPTIONS, {"--notes", "--version", "--key", "--files", "--migrations"})
         == expected
     )
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["ping", "--param", "a=1", "b=2"], ["ping", "--param", "a=1", "--param", "b=2"]),
+        (["--param", "a=1", "b=2", "ping"], ["--param", "a=1", "--param", "b=2", "ping"]),
+        (["ping", "--param", "novalue", "b=2"], ["ping", "--param", "novalue", "--param", "b=2"]),
+    ],
+)
+def test_only_key_value_pairs_spread_after_param(args: list[str], expected: list[str]) -> None:
+    """A bare word after `--param a=1` is the job's kind, not another parameter."""
+    assert spread(args, {"--param": lambda t: "=" in t}, {"--param"}) == expected
 
 
 def test_expiry_is_compared_with_the_clock() -> None:

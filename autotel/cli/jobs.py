@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from autotel.cli._common import print_json, render_table, say, site_config
+from autotel.cli._lists import spreading
 from autotel.errors import ConfigError, JobError
 from autotel.runner.kinds import available_kinds
 from autotel.spool.jobfile import current_step
@@ -16,6 +17,11 @@ from autotel.state import JOB_STATES
 from autotel.timeutil import parse_iso, utcnow
 
 jobs_app = typer.Typer(no_args_is_help=True, help="List, add and inspect jobs.")
+
+
+def _is_pair(token: str) -> bool:
+    """Another `KEY=VALUE` after `--param` (anything else is the next argument)."""
+    return "=" in token
 
 
 def register(app: typer.Typer) -> None:
@@ -40,11 +46,11 @@ def jobs_ls(
         say(line)
 
 
-@jobs_app.command("add")
+@jobs_app.command("add", cls=spreading({"--param": _is_pair, "-p": _is_pair}))
 def jobs_add(
     ctx: typer.Context,
     kind: str,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE, repeatable")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE; several after one flag, or the flag repeated")] = None,
     wait: Annotated[float, typer.Option(help="Wait up to this many seconds for the result")] = 0,
 ) -> None:
     """Queue a job of KIND; prints its id (with --wait, then its outcome)."""

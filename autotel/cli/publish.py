@@ -1,8 +1,7 @@
 """`autotel publish`: build a signed update package on the admin host.
 
 `--files` and `--migrations` take several values after one flag (`--files a.py
-b.py`, the seed's form) as well as repeated flags; click only knows the second,
-so `SpreadListsCommand` rewrites the first into it before parsing.
+b.py`, the seed's form) as well as repeated flags (`autotel.cli._lists`).
 """
 
 from __future__ import annotations
@@ -10,12 +9,12 @@ from __future__ import annotations
 import os
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from typer.core import TyperCommand
 
 from autotel.cli._common import say
+from autotel.cli._lists import any_value, spreading
 from autotel.crypto.signing import load_private_key
 from autotel.errors import ConfigError
 from autotel.package.build import PackageSpec, build_package
@@ -23,45 +22,12 @@ from autotel.package.semver import parse_version
 from autotel.package.sources import file_sources, migration_sources
 from autotel.package.zipread import file_sha256
 
-LIST_OPTIONS = ("--files", "--migrations")
+LIST_OPTIONS = {"--files": any_value, "--migrations": any_value}
 DEFAULT_VALID_DAYS = 90
 
 
 def register(app: typer.Typer) -> None:
-    app.command("publish", cls=SpreadListsCommand)(publish)
-
-
-class SpreadListsCommand(TyperCommand):
-    """Accepts `--files a b c` as `--files a --files b --files c`."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        takes_value = {
-            opt
-            for p in self.params
-            if not getattr(p, "is_flag", True)
-            for opt in getattr(p, "opts", [])
-        }
-        return super().parse_args(ctx, spread(args, LIST_OPTIONS, takes_value))
-
-
-def spread(args: list[str], list_options: tuple[str, ...], takes_value: set[str]) -> list[str]:
-    """Repeat a list option before each further bare value that follows it."""
-    out: list[str] = []
-    current: str | None = None
-    rest = iter(args)
-    for token in rest:
-        name = token.split("=", 1)[0]
-        if token == "--":
-            out += [token, *rest]
-            break
-        if current is not None and not token.startswith("-"):
-            out += [current, token]
-            continue
-        current = name if name in list_options else None
-        out.append(token)
-        if name in takes_value and "=" not in token:
-            out.append(next(rest, ""))  # an option's own value, even one that starts with '-'
-    return out
+    app.command("publish", cls=spreading(LIST_OPTIONS))(publish)
 
 
 def publish(

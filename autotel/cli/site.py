@@ -8,13 +8,14 @@ from typing import Annotated
 import typer
 
 from autotel.cli._common import say, site_config
+from autotel.cli._lists import any_value, spreading
 from autotel.crypto.tls import write_certificate
 from autotel.site.create import SiteOptions, create_site
 
 
 def register(app: typer.Typer) -> None:
     app.command("init")(init)
-    app.command("cert")(cert)
+    app.command("cert", cls=spreading({"--ip": any_value, "--dns": any_value}))(cert)
 
 
 def init(
@@ -44,8 +45,8 @@ def init(
 
 def cert(
     ctx: typer.Context,
-    ip: Annotated[list[str] | None, typer.Option(help="Extra IP address for the certificate; repeatable")] = None,
-    dns: Annotated[list[str] | None, typer.Option(help="Extra DNS name; repeatable")] = None,
+    ip: Annotated[list[str] | None, typer.Option(help="Extra IP addresses for the certificate")] = None,
+    dns: Annotated[list[str] | None, typer.Option(help="Extra DNS names for the certificate")] = None,
 ) -> None:
     """(Re)generate the agent's TLS certificate. Admins must then accept the new fingerprint."""
     config = site_config(ctx)

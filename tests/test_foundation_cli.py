@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -162,6 +163,22 @@ def test_jobs_ls_is_a_table_with_the_step_and_the_result_or_error(bare_site: Con
     assert len(cli("jobs", "ls", "--limit", "2", config=bare_site.config_path).stdout.splitlines()) == 3
     narrow = cli("jobs", "ls", config=bare_site.config_path, env={"COLUMNS": "60"}).stdout
     assert all(len(line) <= max(60, lines[0].index("RESULT") + 10) for line in narrow.splitlines())
+
+
+def test_jobs_ls_shows_the_latest_jobs_by_time_whatever_their_names(bare_site: Config) -> None:
+    """A hand-named file sorts after every spool name; it must not hide newer jobs."""
+    failed = bare_site.state.job_dir("failed")
+    (failed / "nokind.json").write_text('{"params": {}}')
+    (failed / "nokind.json.reason.txt").write_text('nokind.json: missing "kind"\n')
+    an_hour_ago = time.time() - 3600
+    os.utime(failed / "nokind.json", (an_hour_ago, an_hour_ago))
+    newer = Spool(bare_site.state).submit("ping")
+    latest = cli("jobs", "ls", "--limit", "1", config=bare_site.config_path).stdout.splitlines()
+    assert latest[1].split()[:3] == [newer, "ping", "queued"]
+    both = cli("jobs", "ls", config=bare_site.config_path, env={"COLUMNS": "200"}).stdout
+    rows = both.splitlines()[1:]
+    assert rows[0].split()[:3] == ["nokind", "?", "failed"] and rows[0].endswith('missing "kind"')
+    assert rows[1].startswith(newer)
 
 
 @pytest.mark.parametrize(("args", "message", "code"), [

@@ -114,6 +114,28 @@ def test_a_file_that_never_becomes_json_fails_with_a_reason_beside_it(bare_site:
         assert runner.run("ping")["state"] == "done"
 
 
+def test_a_file_of_any_name_dropped_into_the_queue_is_a_job(bare_site: Config) -> None:
+    """Not only `*.json`: what a person drops by hand is run, or rejected with its reason,
+    never left lying in the queue unexplained. A folder there is left alone."""
+    dropped = {"noext": '{"kind": "ping"}', "Upper.JSON": '{"kind": "ping"}',
+               "notes.txt": "apply the update on Monday"}
+    (bare_site.state.queue / "old").mkdir()
+    with running(bare_site) as runner:
+        for name, text in dropped.items():
+            (bare_site.state.spool_tmp / name).write_text(text, encoding="utf-8")
+            os.replace(bare_site.state.spool_tmp / name, bare_site.state.queue / name)
+        assert runner.spool.wait("noext", 20)["result"] == {"pong": True}
+        failed = bare_site.state.job_dir("failed") / "notes.txt"
+        wait_for(failed.exists, 20, "notes.txt in failed/")
+        reason = failed.with_name("notes.txt.reason.txt").read_text()
+        assert "notes.txt: not a valid JSON job file" in reason
+        assert runner.spool.wait("Upper.JSON", 20)["id"] == "Upper"
+        assert runner.run("ping")["state"] == "done"
+    assert [p.name for p in bare_site.state.queue.iterdir()] == ["old"]
+    shown = cli("jobs", "ls", "--state", "failed", config=bare_site.config_path).stdout
+    assert "notes.txt" in shown and "not a valid JSON" in shown and ".reason.txt" not in shown
+
+
 def test_a_hanging_step_is_stopped_at_its_timeout_and_the_runner_goes_on(bare_site: Config) -> None:
     write_kind(bare_site, "hang", "steps:\n  - {name: wait, timeout_s: 0.5}\n")
     with running(bare_site) as runner:

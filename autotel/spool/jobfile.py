@@ -12,6 +12,7 @@ from autotel.errors import JobError
 from autotel.timeutil import iso, utcnow
 
 JOB_SUFFIX = ".json"
+REASON_SUFFIX = ".reason.txt"  # beside a job file the runner could not read (`Spool.reject`)
 _KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
@@ -22,12 +23,15 @@ def new_job_name(kind: str, moment: datetime | None = None) -> str:
 
 
 def is_job_name(name: str) -> bool:
-    """Temporary files (`.x.tmp`) and reason files (`x.json.reason.txt`) are not jobs."""
-    return name.endswith(JOB_SUFFIX) and not name.startswith(".")
+    """Any file dropped into the queue is a job (DESIGN.md), whatever its name: one that is
+    not JSON is rejected with its reason, not ignored. Temporary files (`.x.tmp`, hidden)
+    and reason files (`x.json.reason.txt`) are not jobs."""
+    return not name.startswith(".") and not name.endswith(REASON_SUFFIX)
 
 
 def job_id(name: str) -> str:
-    return name[: -len(JOB_SUFFIX)]
+    """The file name without `.json` (in any case; a person may name a file anything)."""
+    return name[: -len(JOB_SUFFIX)] if name.lower().endswith(JOB_SUFFIX) else name
 
 
 def check_kind(kind: str) -> str:

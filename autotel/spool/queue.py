@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -13,6 +14,8 @@ from autotel.errors import JobError, StateError
 from autotel.fsutil import atomic_write_bytes, atomic_write_text, fsync_dir, replace
 from autotel.spool.jobfile import (
     FINAL_STATES,
+    JOB_SUFFIX,
+    REASON_SUFFIX,
     encode_job,
     is_job_name,
     job_id,
@@ -52,7 +55,8 @@ class Spool:
 
     def _names(self, state: str) -> list[str]:
         try:
-            return sorted(n for n in os.listdir(self.paths.job_dir(state)) if is_job_name(n))
+            with os.scandir(self.paths.job_dir(state)) as entries:
+                return sorted(e.name for e in entries if is_job_name(e.name) and e.is_file())
         except FileNotFoundError:
             return []
 
@@ -80,7 +84,7 @@ class Spool:
     def reject(self, path: Path, reason: str) -> None:
         """Move an unreadable job file to `failed/` with the reason in a file beside it."""
         target = self.paths.job_dir("failed") / path.name
-        atomic_write_text(target.with_name(target.name + ".reason.txt"), reason + "\n")
+        atomic_write_text(target.with_name(target.name + REASON_SUFFIX), reason + "\n")
         replace(path, target)
         fsync_dir(target.parent)
 
@@ -115,28 +119,43 @@ class Spool:
                 yield read_job_record(self.paths.job_dir(state) / name, state)
 
     def recent(self, limit: int, states: tuple[str, ...] = JOB_STATES) -> list[dict[str, Any]]:
-        """The newest `limit` jobs in the given folders, oldest first.
+        """The `limit` jobs whose files changed last, in the given folders, oldest first.
 
-        Names sort by submission time, so only the files shown are read, however many
-        finished jobs have piled up.
+        By the time of the file, not its name: spool names sort by submission, but a file
+        dropped by hand may be called anything. Only the files shown are read, however
+        many finished jobs have piled up.
         """
-        named = sorted((name, state) for state in states for name in self._names(state))
+        dated = sorted(item for state in states for item in self._dated(state))
         return [read_job_record(self.paths.job_dir(state) / name, state)
-                for name, state in named[-limit:]]
+                for _, name, state in dated[-limit:]]
+
+    def _dated(self, state: str) -> list[tuple[int, str, str]]:
+        """(mtime, name, state) of each job file in a folder; one moving on meanwhile is left out."""
+        dated = []
+        for name in self._names(state):
+            try:
+                dated.append((os.stat(self.paths.job_dir(state) / name).st_mtime_ns, name, state))
+            except FileNotFoundError:
+                continue
+        return dated
 
     def wait(self, ident: str, timeout_s: float, poll_s: float = 0.02) -> dict[str, Any]:
         """Block until the job is done or failed; return its record.
+
+        `ident` is a job's id or file name (`x.json`, or `x` for a file dropped without
+        the suffix).
 
         Raises:
             JobError: it did not finish within `timeout_s` (is the runner running?).
         """
         deadline = time.monotonic() + timeout_s
-        name = ident if ident.endswith(".json") else ident + ".json"
+        names = (ident,) if ident.endswith(JOB_SUFFIX) else (ident + JOB_SUFFIX, ident)
         while True:
             for state in FINAL_STATES:
-                path = self.paths.job_dir(state) / name
-                if path.exists():
-                    return read_job_record(path, state)
+                for name in names:
+                    path = self.paths.job_dir(state) / name
+                    if path.is_file():
+                        return read_job_record(path, state)
             if time.monotonic() >= deadline:
                 raise JobError(
                     f"job {ident} did not finish within {timeout_s:g} s; is `autotel runner` "
@@ -146,15 +165,22 @@ class Spool:
 
 
 def read_job_record(path: Path, folder_state: str) -> dict[str, Any]:
-    """Read a job for display; an unreadable file is shown as such, not raised."""
+    """Read a job for display; an unreadable file is shown as such, not raised.
+
+    A file the runner rejected (with the reason beside it) shows that reason as its error,
+    also when it is JSON (without a `kind`, say).
+    """
     try:
         job = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(job, dict):
             raise ValueError("not an object")  # noqa: TRY004 (shown like unreadable JSON, below)
     except (OSError, ValueError) as e:
-        reason = path.with_name(path.name + ".reason.txt")
-        why = reason.read_text(encoding="utf-8").strip() if reason.exists() else None
-        job = {"kind": "?", "state": folder_state, "error": why or f"unreadable job file: {e}"}
+        job = {"error": f"unreadable job file: {e}"}
+    reason = path.with_name(path.name + REASON_SUFFIX)
+    with contextlib.suppress(OSError):
+        job["error"] = reason.read_text(encoding="utf-8").strip()
+    if not isinstance(job.get("kind"), str):
+        job["kind"] = "?"
     job.setdefault("id", job_id(path.name))
     job["state"] = "queued" if folder_state == "queue" else folder_state
     return job

@@ -12,13 +12,12 @@ import contextlib
 import logging
 import os
 
-from autotel.spool.jobfile import FINAL_STATES, JOB_SUFFIX, is_job_name
+from autotel.spool.jobfile import FINAL_STATES, REASON_SUFFIX, is_job_name, job_id
 from autotel.state import StatePaths
 
 log = logging.getLogger("autotel.spool")
 
 KEPT_KIND = "apply"
-REASON_SUFFIX = ".reason.txt"  # beside a job file the runner could not read (`Spool.reject`)
 
 
 def prune_finished(paths: StatePaths, keep: int) -> int:
@@ -56,5 +55,5 @@ def _prune_folder(paths: StatePaths, state: str, keep: int) -> int:
 
 def kind_of(name: str) -> str | None:
     """The kind in a spool name `<time>-<random>-<kind>.json`; None for other names."""
-    parts = name[: -len(JOB_SUFFIX)].split("-", 2)
+    parts = job_id(name).split("-", 2)
     return parts[2] if len(parts) == 3 else None

@@ -36,8 +36,10 @@ def test_replay_of_the_latest_apply_then_live_events(bare_site: Config) -> None:
         live = sse.next_event()
         assert live == {"job": "a2", "kind": "apply", "step": "patch", "pct": 40,
                         "msg": "Застосування файлів..."}
-        append_event(bare_site, job="e2", kind="export", step="done", pct=100, msg="")
-        assert sse.next_event()["kind"] == "export", "live events of every kind are streamed"
+        for kind in ("export", "receive", "stage"):  # their `done` is not the update's
+            append_event(bare_site, job=f"{kind}1", kind=kind, step="done", pct=100, msg="")
+        append_event(bare_site, job="a2", kind="apply", step="migrate", pct=80, msg="")
+        assert sse.next_event()["step"] == "migrate", "only the apply jobs' events are streamed"
 
 
 def test_a_failed_event_says_which_step_failed(bare_site: Config) -> None:

@@ -29,7 +29,12 @@ from autotel.web.portal.auth import (
 from autotel.web.portal.i18n import choose_language
 from autotel.web.portal.page import STATIC_DIR, render_page
 from autotel.web.portal.progress import ProgressStream, SubscriberCap
-from autotel.web.portal.updates import SHA256_PATTERN, ApplyGate, ApplyRefused, update_status
+from autotel.web.portal.updates import (
+    ApplyGate,
+    ApplyRefused,
+    ConfirmationMissing,
+    update_status,
+)
 from autotel.web.server import ServerHandle
 
 log = logging.getLogger("autotel.portal")
@@ -189,14 +194,12 @@ class PortalRoutes:
         return update_status(self.config)
 
     def apply(self) -> dict[str, Any]:
-        sha256 = _json_body().get("sha256")
-        if not isinstance(sha256, str) or not SHA256_PATTERN.match(sha256):
-            raise json_error(400, 'expected {"sha256": "<64 lowercase hex digits>"} '
-                                  "of the pending package")
         try:
-            job = self.gate.submit(sha256)
+            job = self.gate.submit(_json_body().get("sha256"))
         except ApplyRefused as e:
             raise json_error(409, str(e)) from None
+        except ConfirmationMissing as e:
+            raise json_error(400, str(e)) from None
         bottle.response.status = 202
         return {"job": job}
 

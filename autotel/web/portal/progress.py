@@ -2,9 +2,11 @@
 
 On connect a client first gets the events of the latest apply job (marked
 `"replay": true`), so a page reloaded mid-apply or after the restart still sees
-where the apply is, or that it ended `done` or `failed`. Then it gets every new
-line as the runner appends it, and a heartbeat comment while nothing happens
-(which is also how a dead client is noticed: the write fails).
+where the apply is, or that it ended `done` or `failed`. Then it gets each apply
+job's events as the runner appends them, and a heartbeat comment while nothing
+happens (which is also how a dead client is noticed: the write fails). Other jobs'
+events stay out of this stream: the `done` of the `stage` job that follows each
+received update, or of an export, is not the update's.
 
 cheroot's `stop()` waits without a timeout for busy workers, so every wait here is
 bounded and checks the server's `stopping` event; a stream ends within one poll
@@ -89,7 +91,8 @@ class ProgressStream:
         beat = time.monotonic()
         while not stopping.is_set():
             for event in parse_lines(tail.read_new()):
-                yield sse_message(enrich(event))
+                if event.get("kind") == APPLY_KIND:
+                    yield sse_message(enrich(event))
             if time.monotonic() - beat >= heartbeat_s:
                 beat = time.monotonic()
                 yield b": keepalive\n\n"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import re
 import threading
 from typing import Any
 
@@ -20,11 +19,12 @@ from autotel.spool.queue import Spool, read_job_record
 
 log = logging.getLogger("autotel.portal")
 
-SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
-
-
 class ApplyRefused(Exception):
     """The apply cannot start now (the portal answers 409 with this message)."""
+
+
+class ConfirmationMissing(Exception):
+    """An update is pending but the request does not say which one was confirmed (400)."""
 
 
 def pending_update(config: Config) -> PendingUpdate | None:
@@ -67,16 +67,24 @@ class ApplyGate:
         self.spool = Spool(config.state)
         self._lock = threading.Lock()
 
-    def submit(self, sha256: str) -> str:
-        """Queue the apply job; returns its id.
+    def submit(self, confirmed: object) -> str:
+        """Queue the apply job for the package whose SHA-256 is `confirmed`; return its id.
+
+        Nothing pending is told first, whatever the request holds (DESIGN.md: 409). The
+        hex digits may come in either case; anything else is simply not the pending package.
 
         Raises:
             ApplyRefused: nothing pending, another package pending, or an apply already active.
+            ConfirmationMissing: `confirmed` is not a string.
         """
         with self._lock:
             pending = pending_update(self.config)
             if pending is None:
                 raise ApplyRefused("no update is pending")
+            if not isinstance(confirmed, str):
+                raise ConfirmationMissing(
+                    'expected {"sha256": "<64 hex digits>"} of the pending package')
+            sha256 = confirmed.strip().lower()
             if not hmac.compare_digest(pending.sha256.encode(), sha256.encode()):
                 raise ApplyRefused(
                     f"the pending update v{pending.version} is another package "

@@ -9,7 +9,7 @@ import pytest
 
 from autotel.cli._common import render_table
 from autotel.errors import JobError
-from autotel.spool.jobfile import current_step, parse_job, reset_for_retry
+from autotel.spool.jobfile import current_step, parse_job, start_over
 from autotel.steps.wait import wait_seconds
 
 NOW = datetime(2026, 3, 1, 1, 59, 30, tzinfo=UTC)
@@ -45,6 +45,11 @@ def test_a_minimal_job_file_is_completed() -> None:
     (b"{}", 'missing "kind"'), (b'{"kind": "Bad Kind"}', "is not valid"),
     (b'{"kind": "ping", "params": []}', '"params" must be an object'),
     (b"\xff", "not a valid JSON job file"),
+    (b'{"kind": "apply", "steps": [null]}', '"steps" must be a list of objects'),
+    (b'{"kind": "apply", "steps": "x"}', '"steps" must be a list of objects'),
+    (b'{"kind": "apply", "steps": [{"state": "done"}]}', 'with a "name"'),
+    (b'{"kind": "apply", "state": 1}', '"state" must be a string'),
+    (b'{"kind": "apply", "pct": "50"}', '"pct" must be a number'),
 ])
 def test_a_bad_job_file_is_named_in_the_error(raw: bytes, message: str) -> None:
     with pytest.raises(JobError, match=message):
@@ -55,9 +60,16 @@ def test_a_job_put_back_into_the_queue_starts_over() -> None:
     job = {"id": "j", "kind": "apply", "params": {"sha256": "ab"}, "created": "t", "state": "failed",
            "error": "boom", "error_type": "PackageError", "result": {"a": 1}, "finished": "t2",
            "steps": [{"name": "verify", "state": "done"}, {"name": "patch", "state": "failed"}]}
-    assert reset_for_retry(job) == {"id": "j", "kind": "apply", "params": {"sha256": "ab"},
+    assert start_over(job) == {"id": "j", "kind": "apply", "params": {"sha256": "ab"},
                                     "created": "t", "state": "queued", "steps": [], "result": None,
                                     "error": None, "retried_from": "failed"}
+
+
+def test_steps_written_into_a_queued_job_by_hand_are_not_trusted() -> None:
+    forged = {"id": "j", "kind": "apply", "state": "queued",
+              "steps": [{"name": "verify", "state": "done", "result": {"package": "/x.zip"}}]}
+    assert start_over(forged) == {"id": "j", "kind": "apply", "state": "queued", "steps": [],
+                                  "result": None, "error": None}
 
 
 @pytest.mark.parametrize(("steps", "shown"), [

@@ -116,10 +116,12 @@ def test_a_file_that_never_becomes_json_fails_with_a_reason_beside_it(bare_site:
 
 def test_a_file_of_any_name_dropped_into_the_queue_is_a_job(bare_site: Config) -> None:
     """Not only `*.json`: what a person drops by hand is run, or rejected with its reason,
-    never left lying in the queue unexplained. A folder there is left alone."""
+    never left lying in the queue unexplained. A folder there is left alone, and so is a
+    named pipe (reading one would block the runner for good)."""
     dropped = {"noext": '{"kind": "ping"}', "Upper.JSON": '{"kind": "ping"}',
                "notes.txt": "apply the update on Monday"}
     (bare_site.state.queue / "old").mkdir()
+    os.mkfifo(bare_site.state.queue / "a-pipe.json")
     with running(bare_site) as runner:
         for name, text in dropped.items():
             (bare_site.state.spool_tmp / name).write_text(text, encoding="utf-8")
@@ -131,9 +133,26 @@ def test_a_file_of_any_name_dropped_into_the_queue_is_a_job(bare_site: Config) -
         assert "notes.txt: not a valid JSON job file" in reason
         assert runner.spool.wait("Upper.JSON", 20)["id"] == "Upper"
         assert runner.run("ping")["state"] == "done"
-    assert [p.name for p in bare_site.state.queue.iterdir()] == ["old"]
+    assert sorted(p.name for p in bare_site.state.queue.iterdir()) == ["a-pipe.json", "old"]
     shown = cli("jobs", "ls", "--state", "failed", config=bare_site.config_path).stdout
     assert "notes.txt" in shown and "not a valid JSON" in shown and ".reason.txt" not in shown
+
+
+def test_a_hand_written_run_record_is_refused_or_ignored_never_trusted(bare_site: Config) -> None:
+    """A malformed `steps` once stopped the runner at every start (and an apply left in
+    running/ blocked every update); forged steps marked done must not skip a step."""
+    forged = {"kind": "ping", "steps": [{"name": "ping", "state": "done", "result": {"x": 1}}]}
+    with running(bare_site) as runner:
+        for name, text in (("nulls.json", '{"kind": "apply", "steps": [null]}'),
+                           ("forged.json", json.dumps(forged))):
+            (bare_site.state.spool_tmp / name).write_text(text, encoding="utf-8")
+            os.replace(bare_site.state.spool_tmp / name, bare_site.state.queue / name)
+        assert runner.spool.wait("forged", 20)["result"] == {"pong": True}
+        assert step_starts(bare_site, "forged") == {"ping": 1}
+        rejected = runner.spool.wait("nulls", 20)
+        assert rejected["state"] == "failed" and '"steps" must be a list' in rejected["error"]
+        assert runner.run("ping")["state"] == "done"
+    assert list(bare_site.state.job_dir("running").iterdir()) == []
 
 
 def test_a_hanging_step_is_stopped_at_its_timeout_and_the_runner_goes_on(bare_site: Config) -> None:

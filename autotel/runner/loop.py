@@ -23,7 +23,7 @@ from autotel.lockfile import ProcessLock
 from autotel.runner.execute import JobExecutor
 from autotel.runner.housekeeping import tidy
 from autotel.runner.worker import StepWorker
-from autotel.spool.jobfile import parse_job, reset_for_retry
+from autotel.spool.jobfile import parse_job, start_over
 from autotel.spool.queue import Spool
 from autotel.steps import load_steps
 
@@ -99,8 +99,9 @@ class Runner:
     def _execute(self, path: Path, *, resumed: bool) -> None:
         """Run one job in `running/`; whatever goes wrong, the runner goes on to the next.
 
-        A job taken from the queue that already ran (moved back by hand) starts over;
-        one found in `running/` at start resumes where it stopped.
+        A job taken from the queue starts at its first step (`start_over`), also one
+        claimed by a runner that stopped before recording anything; one found in
+        `running/` at start resumes where it stopped.
         """
         try:
             job = parse_job(path.read_bytes(), path.name)
@@ -108,8 +109,8 @@ class Runner:
             log.warning("%s", e)
             self.spool.reject(path, str(e))
             return
-        if not resumed and job["state"] != "queued":
-            job = reset_for_retry(job)
+        if not resumed or job["state"] == "queued":
+            job = start_over(job)
         state = self.executor.execute(path, job)
         log.info("job %s (%s) %s", job["id"], job["kind"], state)
 

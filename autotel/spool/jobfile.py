@@ -64,6 +64,7 @@ def parse_job(raw: bytes, name: str) -> dict[str, Any]:
     params = data.get("params", {})
     if not isinstance(params, dict):
         raise JobError(f'{name}: "params" must be an object, found {type(params).__name__}')
+    _check_record(data, name)
     data.setdefault("id", job_id(name))
     data.setdefault("params", {})
     data.setdefault("created", iso(utcnow()))
@@ -72,6 +73,25 @@ def parse_job(raw: bytes, name: str) -> dict[str, Any]:
     data.setdefault("result", None)
     data.setdefault("error", None)
     return data
+
+
+def _check_record(data: dict[str, Any], name: str) -> None:
+    """The fields the runner keeps its place in must have their shape, so a file written by
+    hand is refused with its reason instead of stopping the runner at every start.
+
+    Raises:
+        JobError: naming the field.
+    """
+    steps = data.get("steps", [])
+    if not isinstance(steps, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("name"), str) for s in steps):
+        raise JobError(f'{name}: "steps" must be a list of objects with a "name" (the runner '
+                       "fills it in; leave it out)")
+    if not isinstance(data.get("state", "queued"), str):
+        raise JobError(f'{name}: "state" must be a string (leave it out)')
+    pct = data.get("pct", 0)
+    if isinstance(pct, bool) or not isinstance(pct, int | float):
+        raise JobError(f'{name}: "pct" must be a number (leave it out)')
 
 
 def encode_job(job: dict[str, Any]) -> bytes:
@@ -96,12 +116,16 @@ def current_step(job: dict[str, Any]) -> str:
     return ""
 
 
-def reset_for_retry(job: dict[str, Any]) -> dict[str, Any]:
-    """A job someone put back into the queue after it ran (e.g. moved from `failed/`).
+def start_over(job: dict[str, Any]) -> dict[str, Any]:
+    """A job taken from the queue, with nothing of a run recorded: it starts at its first step.
 
-    It runs again from its first step: steps are idempotent, and a failed job may
-    have been rolled back, so results recorded by the earlier run prove nothing now.
+    Someone may have put back a job that ran (e.g. moved from `failed/`): steps are
+    idempotent, and a failed job may have been rolled back, so results recorded by the
+    earlier run prove nothing now. Nor do steps written by hand: a `verify` marked done
+    in a dropped file must not skip the verification.
     """
     kept: dict[str, Any] = {k: job[k] for k in ("id", "kind", "params", "created") if k in job}
-    return {**kept, "state": "queued", "steps": [], "result": None, "error": None,
-            "retried_from": job.get("state")}
+    fresh = {**kept, "state": "queued", "steps": [], "result": None, "error": None}
+    if job.get("state") != "queued":
+        fresh["retried_from"] = job.get("state")
+    return fresh

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from autotel.config import Config
 from autotel.lockfile import ProcessLock
 from autotel.watchdog.statusfile import pid_alive, watchdog_lock_file
+from autotel.watchdog.supervisor import TICK_S
 from tests.foundation_support import wait_for
 from tests.watchdog_support import (
     WatchdogProcess,
@@ -157,3 +159,25 @@ def test_services_left_by_a_killed_watchdog_are_stopped_by_the_next(licensed: Co
         for pid in old.values():
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_restart_flag_that_cannot_be_removed_restarts_once_and_the_watchdog_stays(
+        licensed: Config, tmp_path: Path) -> None:
+    """A folder in its place here; on Windows, a flag another program holds open. It once
+    took the watchdog down, and every service and the database with it."""
+    config = configure_site(licensed, collector={"command": SLEEPER})
+    with WatchdogProcess(config, tmp_path / "watchdog.out") as wd:
+        first = wd.wait_state("collector", "STARTING", "RUNNING")["pid"]
+        config.state.restart_flag.mkdir()
+        wait_for(lambda: wd.wait_state("collector", "STARTING", "RUNNING")["pid"] != first,
+                 what="the restart the flag asked for")
+        log = config.state.logs / "watchdog.log"
+        wait_for(lambda: "cannot remove" in log.read_text(), what="the flag's error in the log")
+        restarted = wd.wait_state("collector", "RUNNING")
+        time.sleep(10 * TICK_S)
+        again = wd.wait_state("collector", "RUNNING")
+        assert (again["pid"], again["spawns"]) == (restarted["pid"], 2), "restarted only once"
+        config.state.restart_flag.rmdir()
+        config.state.restart_flag.write_text("1.2.0\n")  # the next update's flag
+        wait_for(lambda: not config.state.restart_flag.exists(), what="the new flag handled")
+        assert wd.wait_state("collector", "STARTING", "RUNNING")["spawns"] == 3

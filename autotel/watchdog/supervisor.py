@@ -38,6 +38,7 @@ class Supervisor:
         self.children: dict[str, Child] = {}
         self.killed: set[str] = set()  # services killed after the stop timeout
         self.started = now_iso()
+        self.handled_flag: tuple[int, int] | None = None  # (inode, mtime) of one not removable
 
     def run(self) -> None:
         """Supervise until `stop` is set, then stop every service."""
@@ -59,7 +60,7 @@ class Supervisor:
 
     def check(self) -> None:
         """One tick: restart all on `restart.flag`, else reap, settle and restart services."""
-        if self.paths.restart_flag.exists():
+        if self._flag_is_new():
             self.restart_all()
             return
         now = time.monotonic()
@@ -149,9 +150,38 @@ class Supervisor:
         except OSError as e:  # a full disk must not take the supervisor down with it
             log.error("cannot write the services file: %s", e)
 
+    def _flag_is_new(self) -> bool:
+        """`restart.flag` is there and is not one already handled that could not be removed.
+
+        Such a flag (a folder made by hand; on Windows, a file another program holds open)
+        must neither stop the watchdog nor restart the services at every tick: it is only
+        tried again quietly. The `restart` step writes each flag anew, so an update's
+        flag is always new.
+        """
+        try:
+            info = self.paths.restart_flag.stat()
+        except FileNotFoundError:
+            self.handled_flag = None
+            return False
+        if (info.st_ino, info.st_mtime_ns) != self.handled_flag:
+            return True
+        with contextlib.suppress(OSError):
+            self.paths.restart_flag.unlink()
+        return False
+
     def _consume_flag(self, why: str) -> None:
         flag = self.paths.restart_flag
-        if flag.exists():
-            with contextlib.suppress(FileNotFoundError):
-                flag.unlink()
-            log.info("removed %s (%s)", flag, why)
+        try:
+            info = flag.stat()
+        except FileNotFoundError:
+            return
+        try:
+            flag.unlink()
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            self.handled_flag = (info.st_ino, info.st_mtime_ns)
+            log.error("cannot remove %s (%s): %s; the services are not restarted again for it. "
+                      "Delete it by hand", flag, why, e.strerror or e)
+            return
+        log.info("removed %s (%s)", flag, why)

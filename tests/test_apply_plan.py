@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from autotel.apply.pathroom import check_fits
 from autotel.apply.plan import (
     ApplyPlan,
     Kind,
@@ -19,6 +20,7 @@ from autotel.apply.plan import (
 from autotel.apply.targets import InstallDir
 from autotel.config import Config
 from autotel.errors import PackageError
+from autotel.state import StatePaths
 
 KINDS: dict[str, Kind] = {"app": "dir", "app/main.py": "file", "app/lib": "dir", "bin": "dir",
          "bin/tool": "file", "link": "special"}
@@ -159,3 +161,15 @@ def test_a_loop_of_links_is_refused(install: InstallDir) -> None:
     for rel in ("loop", "loop/x.py"):
         with pytest.raises(PackageError, match="loop of symbolic links"):
             install.plan([rel])
+
+
+def test_a_path_fits_a_site_only_if_the_apply_can_write_it_everywhere(tmp_path: Path) -> None:
+    """As on Windows without long paths (259): the work folder under the state directory
+    is deeper than the install directory, so it decides."""
+    state = StatePaths(tmp_path / "site" / "state")
+    work = state.staging / ("apply-" + "x" * 64) / "replaced"
+    limit = len(str(work)) + 1 + 40
+    check_fits(state, tmp_path / "site", ["a" * 40, "b/" + "c" * 38], "p.zip", limit=limit)
+    with pytest.raises(PackageError, match=r"'d{41}' would need a path of \d+ characters on this "
+                                           rf"site, more than the {limit} its system allows"):
+        check_fits(state, tmp_path / "site", ["a", "d" * 41], "p.zip", limit=limit)

@@ -218,6 +218,8 @@ UNSAFE = {
     "stream": ("license.dat::$DATA", "NTFS stream"),
     "trailing-dot": ("license.dat.", "ends with a dot"),
     "device": ("portal/con.py", "device name"),
+    "long-name": ("portal/" + "x" * 300 + ".py", "longer than 255 bytes"),
+    "deep": ("/".join(["a"] * 2000), "2000 folders deep"),
 }
 
 
@@ -228,6 +230,17 @@ def test_unsafe_path(
     path, reason = UNSAFE[case]
     package = craft(tmp_path / "p.zip", admin_keys[0], {path: b"evil\n"})
     assert_refused(receiver, stage_upload(receiver.state.incoming, package), "PackageError", reason)
+
+
+def test_a_path_too_long_for_this_site_is_refused_on_arrival(
+    receiver: Config, tmp_path: Path, admin_keys: tuple[Path, Path]
+) -> None:
+    """4,095 bytes here: the work folders under the state directory must fit it too."""
+    room = 4095 - len(str(receiver.state.staging / ("apply-" + "x" * 64) / "replaced" / ""))
+    deep = "/".join(["f" * 200] * (room // 201 + 1))
+    package = craft(tmp_path / "p.zip", admin_keys[0], {**APP, deep: b"x\n"})
+    assert_refused(receiver, stage_upload(receiver.state.incoming, package), "PackageError",
+                   "characters on this site, more than the 4095 its system allows")
 
 
 def test_symlink_entry(receiver: Config, tmp_path: Path, admin_keys: tuple[Path, Path]) -> None:

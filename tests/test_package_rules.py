@@ -29,6 +29,9 @@ from autotel.package.semver import parse_version
         ("a/./b.txt", "a/b.txt"),
         ("Ünïcode/файл.py", "Ünïcode/файл.py"),
         ("x~y.txt", "x~y.txt"),
+        ("a" * 255, "a" * 255),
+        ("я" * 127 + "x", "я" * 127 + "x"),  # 255 bytes in UTF-8
+        ("/".join(["d"] * 64), "/".join(["d"] * 64)),
     ],
 )
 def test_safe_paths_are_normalised(raw: str, clean: str) -> None:
@@ -63,6 +66,9 @@ def test_safe_paths_are_normalised(raw: str, clean: str) -> None:
         "LICENS~1.DAT",
         "a/b|c",
         "a/b*",
+        "a/" + "b" * 256,
+        "я" * 128,  # 256 bytes in UTF-8: too long for ext4
+        "/".join(["d"] * 65),
     ],
 )
 def test_unsafe_paths_are_refused(raw: str) -> None:

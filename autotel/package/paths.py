@@ -22,6 +22,8 @@ _WINDOWS_DEVICES = {"con", "prn", "aux", "nul", "conin$", "conout$"} | {
 _SHORT_NAME = re.compile(r"~\d")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NOT_ON_WINDOWS = re.compile(r'[<>"|?*]')
+MAX_NAME_BYTES = 255  # a file or folder name on ext4, NTFS (in UTF-16 units) and most others
+MAX_DEPTH = 64  # folders deep; far beyond any application, short of any recursion limit
 
 
 @lru_cache(maxsize=1 << 16)  # pure, and each path of a package is checked several times
@@ -56,7 +58,11 @@ def _problem(raw: str) -> str | None:
     parts = [p for p in raw.split("/") if p not in ("", ".")]
     if not parts:
         return "names no file"
+    if len(parts) > MAX_DEPTH:
+        return f"{len(parts)} folders deep, more than {MAX_DEPTH}"
     for part in parts:
+        if len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+            return f"the name {part[:24]!r}… is longer than {MAX_NAME_BYTES} bytes"
         if part == "..":
             return "'..' leaves the install directory"
         reason = _windows_problem(part)

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from autotel.apply.pathroom import check_fits
 from autotel.errors import JobError, PackageError, SignatureError
 from autotel.package.delivery import check_delivery
 from autotel.package.manifest import Manifest, package_file_name
@@ -67,6 +68,7 @@ def _checked(ctx: StepContext, upload: Path, version: str, source: str) -> tuple
             f"{source}: X-Update-Version {version!r} differs from the signed "
             f"manifest's {manifest.version!r}"
         )
+    check_fits(ctx.state, ctx.config.install_path, (f.path for f in manifest.files), source)
     return manifest, sha256
 
 

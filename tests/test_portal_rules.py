@@ -64,6 +64,20 @@ def test_wrong_pins_from_many_ips_are_throttled_together() -> None:
     assert throttle.refusal("10.9.9.9") is None
 
 
+@pytest.mark.parametrize("local", ["127.0.0.1", "::1", "::ffff:127.0.0.1"])
+def test_guessing_from_the_network_does_not_lock_out_the_sites_own_screen(local: str) -> None:
+    """The portal's own machine is often the operator's panel: the throttle across all
+    IPs spares it, though not the per-IP lockout (nor do its wrong PINs go uncounted)."""
+    throttle = PinThrottle(FakeClock(), global_limit=6, global_window_s=60)
+    for i in range(6):
+        throttle.failure(f"10.0.0.{i}")
+    assert throttle.refusal("10.9.9.9") is not None
+    assert throttle.refusal(local) is None
+    for _ in range(5):
+        throttle.failure(local)
+    assert throttle.refusal(local) == pytest.approx(300)
+
+
 def test_sessions_expire_and_are_revoked() -> None:
     clock = FakeClock()
     book = SessionBook(ttl_s=60, clock=clock)

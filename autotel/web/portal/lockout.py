@@ -8,11 +8,15 @@ Rules (DESIGN.md, Settled details, Portal): five wrong PINs in a row from one IP
 lock that IP out for five minutes, even for the right PIN; wrong PINs from all IPs
 together are throttled too, so many addresses cannot share the guessing. Requests
 that carry a valid session cookie never reach this check, so a throttle started by
-an attacker does not log out an operator who is already signed in.
+an attacker does not log out an operator who is already signed in. Nor does it keep
+out the site's own screen (a loopback address), often the operator's panel: guessing
+from the network must not lock the plant out of its updates. Loopback guesses are
+still counted, and locked out per IP like any other.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections import deque
 from collections.abc import Callable
@@ -51,7 +55,7 @@ class PinThrottle:
         if record is not None and record.locked_until > now:
             return record.locked_until - now
         self._forget_old_failures(now)
-        if len(self._recent_failures) >= self.global_limit:
+        if len(self._recent_failures) >= self.global_limit and not _is_loopback(ip):
             return self._recent_failures[0] + self.global_window_s - now
         return None
 
@@ -80,3 +84,13 @@ class PinThrottle:
     def _forget_old_failures(self, now: float) -> None:
         while self._recent_failures and self._recent_failures[0] <= now - self.global_window_s:
             self._recent_failures.popleft()
+
+
+def _is_loopback(ip: str) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback

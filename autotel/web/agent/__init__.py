@@ -16,6 +16,7 @@ from autotel.errors import ConfigError
 from autotel.web.agent.app import AUTH_BODY_LIMIT, AgentState, build_app
 from autotel.web.agent.auth import Authenticator
 from autotel.web.agent.bodyguard import BodyGuard
+from autotel.web.bodies import ClosingGateway
 from autotel.web.server import ServerHandle
 
 UPDATE_PATH = "/update"
@@ -77,6 +78,7 @@ def build_agent(config: Config, port: int | None = None) -> ServerHandle:
         keyfile=tls / "key.pem",
         name="autotel-agent",
     )
+    handle.server.gateway = ClosingGateway  # a body that cannot be read closes its connection
     handle.stopping = state.stopping  # one flag: stop() releases the streams and the waits
     return handle
 

@@ -3,13 +3,16 @@
 Read through `RequestBody` in pieces, never `bottle.request.body` (which copies the
 body and breaks on chunked uploads under cheroot). Content-Length and chunked bodies
 both work; the limit is checked as bytes arrive, so a lying or missing length cannot
-fill the disk. Nothing is left behind when the upload fails.
+fill the disk. Nothing is left behind when the upload fails. What a crash of the
+agent leaves behind (a temporary file cut off mid-upload, an upload no job took) is
+removed by `sweep_incoming` when the agent starts again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import secrets
 import shutil
@@ -17,8 +20,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from autotel.errors import BodyTooLargeError, DiskSpaceError
-from autotel.fsutil import atomic_writer
+from autotel.fsutil import TEMP_SUFFIX, atomic_writer
 from autotel.web.bodies import RequestBody
+
+log = logging.getLogger("autotel.agent")
 
 PIECE_BYTES = 1 << 20
 UPLOAD_PREFIX, UPLOAD_SUFFIX = "upload-", ".zip"
@@ -100,3 +105,40 @@ def discard(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
 
+
+def is_stale_upload(name: str) -> bool:
+    """Whether `name` is something `receive_upload` writes: a finished upload or its
+    temporary file (`atomic_writer` names it `.upload-<hex>.zip.<random>.tmp`)."""
+    finished = name.startswith(UPLOAD_PREFIX) and name.endswith(UPLOAD_SUFFIX)
+    temporary = name.startswith("." + UPLOAD_PREFIX) and name.endswith(TEMP_SUFFIX)
+    return finished or temporary
+
+
+def sweep_incoming(folder: Path, keep: set[Path]) -> list[str]:
+    """Remove the uploads a crashed agent left in `folder`, except the files in `keep`
+    (those a queued or running `receive` job will still read); return the names removed.
+
+    Call it only when the agent starts: it is the only writer, so then no upload is in
+    progress. Other files are not the agent's and are left alone.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return []
+    kept = {p.resolve() for p in keep}
+    for entry in entries:
+        path = Path(entry.path)
+        if not is_stale_upload(entry.name) or not entry.is_file(follow_symlinks=False):
+            continue
+        if path.resolve() in kept:
+            continue
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as e:  # on Windows a file still open elsewhere; try at the next start
+            log.warning("could not remove the stale upload %s: %s", path, e)
+            continue
+        removed.append(entry.name)
+    return removed

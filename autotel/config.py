@@ -62,6 +62,7 @@ class PortalConfig(_Section):
     lang: str = Field("uk", pattern="^(uk|en)$")
     threads: int = Field(24, ge=2, le=256)
     max_sse_clients: int = Field(8, ge=1)
+    socket_timeout_s: float = Field(30.0, gt=0)
     session_ttl_s: int = Field(8 * 3600, ge=60)
 
 

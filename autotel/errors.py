@@ -15,11 +15,18 @@ an exit code, which each class carries::
     ├── DatabaseError                 exit 6   PostgreSQL unreachable, migration refused
     ├── StateError                    exit 7   the state directory is busy or inconsistent
     │   └── DiskSpaceError            exit 7   too little free disk space for what must be written
+    ├── RequestError                  exit 8   an HTTP request the agent or portal cannot use (400)
+    │   ├── BodyTooLargeError         exit 8   its body is over the limit (413)
+    │   └── IncompleteBodyError       exit 8   its body ended before its declared length (400)
+    │       └── BodyTimeoutError      exit 8   the client stopped sending it (408)
     └── TransportError                exit 10  the admin's session with an agent failed
         ├── UnreachableError          exit 11
         ├── CertificateChangedError   exit 12
         ├── AuthRefusedError          exit 13
         └── TransferError             exit 14
+
+A `RequestError` also carries the HTTP status the agent and portal answer with;
+the client's fault, so they log it as a warning, never with a traceback.
 
 Messages say what was expected, what was found and what to do, because the reader
 is a plant admin with no debugger.
@@ -76,6 +83,23 @@ class StateError(AutotelError):
 
 class DiskSpaceError(StateError):
     exit_code = 7
+
+
+class RequestError(AutotelError):
+    exit_code = 8
+    http_status = 400
+
+
+class BodyTooLargeError(RequestError):
+    http_status = 413
+
+
+class IncompleteBodyError(RequestError):
+    http_status = 400
+
+
+class BodyTimeoutError(IncompleteBodyError):
+    http_status = 408
 
 
 class TransportError(AutotelError):

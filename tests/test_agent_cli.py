@@ -57,3 +57,32 @@ def test_agent_without_trusted_keys_is_one_clear_line(bare_site: Config, tmp_pat
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "trusted_keys" in err and "Traceback" not in err
+
+
+def test_agent_start_removes_uploads_a_crash_left_but_keeps_a_queued_one(
+    bare_site: Config,
+) -> None:
+    """A crash mid-upload leaves the temporary file (`atomic_writer`'s name for it) and,
+    after the upload, possibly a finished one no job took: the next start removes both,
+    but not an upload a queued `receive` job still has to check, nor a file not the agent's."""
+    from autotel.spool.queue import Spool
+
+    incoming = bare_site.state.incoming
+    incoming.mkdir(parents=True, exist_ok=True)
+    cut_off = incoming / ".upload-0123456789abcdef.zip.x7k2_p9q.tmp"
+    orphan = incoming / "upload-00000000000000aa.zip"
+    queued = incoming / "upload-00000000000000bb.zip"
+    foreign = incoming / "readme.txt"
+    for path in (cut_off, orphan, queued, foreign):
+        path.write_bytes(b"PK\x03\x04" + b"\x00" * 4096)
+    Spool(bare_site.state).submit(
+        "receive", {"upload": str(queued), "version": "1.1.0", "signature": "", "peer_ip": "x"}
+    )
+    proc = _start(bare_site)
+    try:
+        _port(proc)  # it serves only after the sweep
+        assert not cut_off.exists() and not orphan.exists()
+        assert queued.exists() and foreign.exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)

@@ -18,11 +18,12 @@ def register(app: typer.Typer) -> None:
     @app.command("agent")
     def agent(ctx: typer.Context) -> None:
         """Serve the admin's sessions over HTTPS (auth, data export, update delivery)."""
-        from autotel.web.agent import agent_fingerprint, build_agent
+        from autotel.web.agent import agent_fingerprint, build_agent, sweep_stale_uploads
 
         config = site_config(ctx)
         logsetup.configure(config.state.logs, "agent")
         handle = build_agent(config)
+        sweep_stale_uploads(config)  # before serving: no upload is in progress yet
         stop = threading.Event()
         install_stop_handlers(stop)
         handle.start_background()

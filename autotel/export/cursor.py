@@ -21,7 +21,7 @@ import binascii
 import itertools
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from autotel.timeutil import iso, parse_iso
@@ -144,11 +144,24 @@ class ExportRequest:
 
 
 def parse_since(text: str) -> datetime:
+    """`since` as a UTC time.
+
+    Converted here, not where it is used: a time at the very edge of the calendar
+    (`0001-01-01T00:00:00+14:00`) is valid ISO 8601 but has no UTC equivalent.
+
+    Raises: BadExportRequest for anything else than an ISO 8601 time within years 1-9999 UTC.
+    """
     if len(text) > 64:
         raise BadExportRequest("since: too long for an ISO 8601 time")
     try:
-        return parse_iso(text)
+        moment = parse_iso(text)
     except ValueError:
         raise BadExportRequest(
             f"since: {text!r} is not an ISO 8601 time (e.g. 2026-02-20T00:00:00Z)"
+        ) from None
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise BadExportRequest(
+            f"since: {text!r} lies outside the years 1-9999 once converted to UTC"
         ) from None

@@ -2,21 +2,29 @@
 
 `build_agent(config)` assembles the bottle app, the authenticator and cheroot with
 the site's certificate; the caller runs it (`serve_forever`) or starts it in the
-background (tests) and stops it with `stop()`.
+background (tests) and stops it with `stop()`. `sweep_stale_uploads(config)`, once
+before the agent serves, removes what a crashed agent left in `state/incoming/`.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+from pathlib import Path
 
 from autotel.config import Config
 from autotel.crypto.signing import load_public_keys
 from autotel.crypto.tls import fingerprint_pem
 from autotel.errors import ConfigError
+from autotel.spool.queue import Spool, read_job_record
 from autotel.web.agent.app import AUTH_BODY_LIMIT, AgentState, build_app
 from autotel.web.agent.auth import Authenticator
 from autotel.web.agent.bodyguard import BodyGuard
+from autotel.web.agent.upload import sweep_incoming
+from autotel.web.bodies import ClosingGateway
 from autotel.web.server import ServerHandle
+
+log = logging.getLogger("autotel.agent")
 
 UPDATE_PATH = "/update"
 # cheroot's own body limit answers in plain text; BodyGuard enforces the limits
@@ -77,8 +85,39 @@ def build_agent(config: Config, port: int | None = None) -> ServerHandle:
         keyfile=tls / "key.pem",
         name="autotel-agent",
     )
+    handle.server.gateway = ClosingGateway  # a body that cannot be read closes its connection
     handle.stopping = state.stopping  # one flag: stop() releases the streams and the waits
     return handle
 
 
-__all__ = ["agent_fingerprint", "build_agent"]
+def sweep_stale_uploads(config: Config) -> list[str]:
+    """Remove uploads in `state/incoming/` left by an agent that crashed (up to
+    `agent.max_update_mb` each, and nothing else ever removes them); return their names.
+
+    Call it before the agent serves: then no upload is in progress. A finished upload
+    that a queued or running `receive` job names is kept for that job.
+    """
+    removed = sweep_incoming(config.state.incoming, _uploads_in_use(Spool(config.state)))
+    if removed:
+        log.info("removed %d stale upload(s) from %s: %s", len(removed),
+                 config.state.incoming, ", ".join(removed))
+    return removed
+
+
+def _uploads_in_use(spool: Spool) -> set[Path]:
+    """The `upload` of every queued or running `receive` job.
+
+    Each queued file is read before `running/` is listed: a job the runner claims
+    meanwhile is then found in `running/`; one that even finished has no upload to keep.
+    """
+    uploads = set()
+    for state, names in (("queue", spool.queued_names), ("running", spool.running_names)):
+        for name in names():
+            job = read_job_record(spool.paths.job_dir(state) / name, state)
+            params = job.get("params")
+            if job.get("kind") == "receive" and isinstance(params, dict) and params.get("upload"):
+                uploads.add(Path(str(params["upload"])))
+    return uploads
+
+
+__all__ = ["agent_fingerprint", "build_agent", "sweep_stale_uploads"]

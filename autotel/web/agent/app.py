@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 import bottle
 
 from autotel.config import Config
+from autotel.errors import DiskSpaceError, RequestError
 from autotel.export.archive import prune
 from autotel.export.cursor import BadExportRequest, ExportRequest
 from autotel.fsutil import atomic_write_text
@@ -26,16 +27,17 @@ from autotel.package.semver import parse_version
 from autotel.spool.queue import Spool
 from autotel.web.agent.auth import AuthDenied, Authenticator
 from autotel.web.agent.jobs import JobTimeout, run_job
-from autotel.web.agent.outcomes import export_result, update_answer
+from autotel.web.agent.outcomes import export_result, update_answer, upload_refusal
 from autotel.web.agent.sessions import record_session
-from autotel.web.agent.upload import Incomplete, TooLarge, discard, read_limited, receive_upload
+from autotel.web.agent.upload import discard, receive_upload
+from autotel.web.bodies import RequestBody, parse_json, refusing_bad_requests
 
 log = logging.getLogger("autotel.agent")
 
 AUTH_BODY_LIMIT = 8 * 1024
 SEND_PIECE = 256 * 1024
 RECEIVE_WAIT_S = 1800.0  # the receive step's own timeout (jobs/receive.yaml) is shorter
-ERROR_CODES = (400, 401, 403, 404, 405, 408, 411, 413, 414, 429, 500, 501, 503)
+ERROR_CODES = (400, 401, 403, 404, 405, 408, 411, 413, 414, 429, 500, 501, 503, 507)
 
 
 @dataclass
@@ -71,6 +73,7 @@ def peer_ip() -> str:
 def build_app(state: AgentState) -> bottle.Bottle:
     app = bottle.Bottle(catchall=True, autojson=True)
     _install_error_handlers(app)
+    app.install(refusing_bad_requests(log, lambda code, text: json_error(code, {"error": text})))
     app.route("/auth/challenge", "GET", lambda: _challenge(state))
     app.route("/auth", "POST", lambda: _login(state))
     app.route("/data/export", "GET", lambda: _export(state))
@@ -120,16 +123,10 @@ def _login(state: AgentState) -> dict[str, str]:
 def _auth_body() -> Any:
     """The login body, read only after the rate limit admitted the attempt."""
     try:
-        raw = read_limited(
-            bottle.request.environ["wsgi.input"], bottle.request.content_length, AUTH_BODY_LIMIT
-        )
-        return json.loads(raw.decode("utf-8"))
-    except TooLarge as e:
-        raise AuthDenied(413, str(e)) from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise AuthDenied(
-            400, 'body is not JSON; expected {"timestamp", "nonce", "signature"}'
-        ) from None
+        raw = RequestBody(bottle.request.environ).read_all(AUTH_BODY_LIMIT)
+        return parse_json(raw, '{"timestamp", "nonce", "signature"}')
+    except RequestError as e:
+        raise AuthDenied(e.http_status, str(e)) from None
 
 
 def _denied(e: AuthDenied) -> bottle.HTTPResponse:
@@ -277,24 +274,17 @@ def _update(state: AgentState) -> Any:
         ) from None
     limit = state.config.agent.max_update_mb * 1024 * 1024
     try:
-        upload, _ = receive_upload(
-            bottle.request.environ["wsgi.input"],
-            bottle.request.content_length,
-            limit,
-            state.config.state.incoming,
+        upload = receive_upload(
+            RequestBody(bottle.request.environ), limit, state.config.state.incoming
         )
-    except TooLarge as e:
+    except (RequestError, DiskSpaceError) as e:
+        status, body, logged = upload_refusal(e)
+        log.warning("refused the update upload from %s: %s", ip, e)
         record_session(
-            state.config.state.sessions, ip, "update", version=version, status="too_large",
+            state.config.state.sessions, ip, "update", version=version, status=logged,
             max_mb=state.config.retention.sessions_max_mb,
         )
-        raise json_error(413, {"status": "too_large", "error": str(e)}) from None
-    except Incomplete as e:
-        record_session(
-            state.config.state.sessions, ip, "update", version=version, status="incomplete",
-            max_mb=state.config.retention.sessions_max_mb,
-        )
-        raise json_error(400, {"status": "invalid_package", "error": str(e)}) from None
+        raise json_error(status, body) from None
     params = {
         "upload": str(upload),
         "version": version,

@@ -4,7 +4,8 @@ cheroot's own limit answers in plain text, so it is set above every route's limi
 and this layer answers first, in JSON. Only `POST /update` may send a large body.
 A route that answers without reading its body (a refused login, a missing token)
 leaves it unread, and cheroot would then read the rest in one piece to keep the
-connection: the remainder is drained here in small pieces instead.
+connection: the remainder is drained here in small pieces instead, unless reading
+it failed (`autotel.web.bodies`): then the connection closes after the answer.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from cheroot.errors import MaxSizeExceeded
+from autotel.errors import RequestError
+from autotel.web.bodies import ABANDONED_KEY, RequestBody, declared_length
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 DRAIN_PIECE = 64 * 1024
@@ -28,9 +30,10 @@ class BodyGuard:
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
         limit = self.limit_for(environ.get("PATH_INFO", ""))
-        declared = _declared_length(environ)
-        if declared is None:
-            return _json(start_response, "400 Bad Request", {"error": "malformed Content-Length"})
+        try:
+            declared = declared_length(environ)
+        except RequestError as e:
+            return _json(start_response, "400 Bad Request", {"error": str(e)})
         if declared > limit:
             return _json(
                 start_response,
@@ -47,32 +50,25 @@ class BodyGuard:
             return start_response(status, *args)
 
         result = self.app(environ, recording_start_response)
-        if not (statuses and statuses[-1].startswith("413")):  # cheroot closes after a 413
-            _drain(environ.get("wsgi.input"), limit)
+        closing = statuses and statuses[-1].startswith("413")  # cheroot closes after a 413
+        if not (closing or environ.get(ABANDONED_KEY)):
+            _drain(environ, limit)
         return result
 
 
-def _declared_length(environ: dict[str, Any]) -> int | None:
-    raw = (environ.get("CONTENT_LENGTH") or "").strip()
-    if not raw:
-        return 0
-    if not raw.isdigit():
-        return None
-    return int(raw)
-
-
-def _drain(stream: Any, limit: int) -> None:
+def _drain(environ: dict[str, Any], limit: int) -> None:
     """Read what the route left unread, piece by piece, at most `limit` bytes."""
-    if stream is None:
+    if environ.get("wsgi.input") is None:
         return
+    body = RequestBody(environ)
     total = 0
     try:
         while total <= limit:
-            piece = stream.read(DRAIN_PIECE)
+            piece = body.read(DRAIN_PIECE)
             if not piece:
                 return
             total += len(piece)
-    except (OSError, ValueError, MaxSizeExceeded):  # a gone client, a bad chunk: cheroot closes
+    except RequestError:  # a gone or stalled client, a bad chunk: the connection closes
         return
 
 

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from autotel.errors import (
+    AutotelError,
+    BodyTooLargeError,
+    DiskSpaceError,
+    IncompleteBodyError,
+    RequestError,
+)
+
 # The receive job's failure classes (the runner records the exception class name).
 _UPDATE_FAILURES = {
     "SignatureError": (400, "invalid_sig"),
     "VerificationError": (400, "invalid_sig"),
     "NotNewerError": (409, "same_version"),
     "PackageError": (400, "invalid_package"),
+    "DiskSpaceError": (507, "disk_full"),
 }
 
 
@@ -20,6 +29,25 @@ def update_answer(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     error = str(job.get("error") or "the update could not be received")
     status, word = _UPDATE_FAILURES.get(str(job.get("error_type")), (500, "error"))
     return status, {"status": word, "error": error}
+
+
+def upload_refusal(error: AutotelError) -> tuple[int, dict[str, Any], str]:
+    """(HTTP status, JSON body, sessions.jsonl status) for an upload the agent could not
+    even store, so no job ever saw it.
+
+    A body cut short or stalled is no package (`invalid_package`, as the contract says for
+    an unusable one) but is logged as `incomplete`, which tells the admin to resend it.
+    A full disk has no status in the contract: `disk_full`, with 507, says it is the
+    site's problem, not the package's.
+    """
+    message = str(error)
+    if isinstance(error, DiskSpaceError):
+        return 507, {"status": "disk_full", "error": message}, "disk_full"
+    if isinstance(error, BodyTooLargeError):
+        return 413, {"status": "too_large", "error": message}, "too_large"
+    status = error.http_status if isinstance(error, RequestError) else 400
+    logged = "incomplete" if isinstance(error, IncompleteBodyError) else "invalid_package"
+    return status, {"status": "invalid_package", "error": message}, logged
 
 
 def export_result(job: dict[str, Any]) -> dict[str, Any] | None:

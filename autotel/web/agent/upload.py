@@ -1,79 +1,144 @@
 """Receiving an update package: the request body streamed to `state/incoming/`.
 
-Read from `wsgi.input` in pieces, never `bottle.request.body` (which copies the body
-and breaks on chunked uploads under cheroot). Content-Length and chunked bodies
-both work; the limit is checked as bytes arrive, so a lying or missing length
-cannot fill the disk. Nothing is left behind when the upload fails.
+Read through `RequestBody` in pieces, never `bottle.request.body` (which copies the
+body and breaks on chunked uploads under cheroot). Content-Length and chunked bodies
+both work; the limit is checked as bytes arrive, so a lying or missing length cannot
+fill the disk. Nothing is left behind when the upload fails. What a crash of the
+agent leaves behind (a temporary file cut off mid-upload, an upload no job took) is
+removed by `sweep_incoming` when the agent starts again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import secrets
+import shutil
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO
 
-from autotel.fsutil import atomic_writer
+from autotel.errors import BodyTooLargeError, DiskSpaceError
+from autotel.fsutil import TEMP_SUFFIX, atomic_writer
+from autotel.web.bodies import RequestBody
+
+log = logging.getLogger("autotel.agent")
 
 PIECE_BYTES = 1 << 20
+UPLOAD_PREFIX, UPLOAD_SUFFIX = "upload-", ".zip"
+# errors by which the OS says the disk (or the user's quota on it) is full
+DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
-class TooLarge(Exception):
-    """The body is bigger than allowed."""
-
-
-class Incomplete(Exception):
-    """The client stopped sending before the declared length."""
-
-
-def read_limited(stream: IO[bytes], length: int, limit: int) -> bytes:
-    """A small body (such as `/auth`'s JSON) read whole; `length` -1 means chunked.
+def receive_upload(body: RequestBody, limit: int, folder: Path) -> Path:
+    """Stream the body into a new file in `folder` and return its path.
 
     Raises:
-        TooLarge: more than `limit` bytes.
+        BodyTooLargeError: the body exceeds `limit` bytes (declared or counted).
+        IncompleteBodyError, BodyTimeoutError, RequestError: as `RequestBody.read` says.
+        DiskSpaceError: the declared length does not fit on the disk, or the disk filled up.
     """
-    if length > limit:
-        raise TooLarge(f"body of {length} bytes; at most {limit}")
-    data = stream.read(limit + 1) if length < 0 else stream.read(length)
-    if len(data) > limit:
-        raise TooLarge(f"body over {limit} bytes")
-    return data
-
-
-def receive_upload(stream: IO[bytes], length: int, limit: int, folder: Path) -> tuple[Path, int]:
-    """Stream a body into a new file in `folder`; return (path, bytes).
-
-    Raises:
-        TooLarge: the body exceeds `limit` bytes (declared or counted).
-        Incomplete: fewer bytes arrived than declared.
-    """
-    if length > limit:
-        raise TooLarge(f"package of {length} bytes; this site accepts at most {limit}")
+    if body.length > limit:
+        raise BodyTooLargeError(
+            f"package of {body.length} bytes; this site accepts at most {limit} "
+            "(agent.max_update_mb)"
+        )
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"upload-{secrets.token_hex(8)}.zip"
-    with atomic_writer(target) as out:
-        total = _copy(stream, out, length, limit)
-    return target, total
+    free = _free_bytes(folder)
+    if free is not None and body.length > free:
+        raise DiskSpaceError(
+            f"the site's disk is full: the package needs {_mb(body.length)}, only {_mb(free)} "
+            f"is free in {folder}; free some space on the site PC and send it again"
+        )
+    target = folder / f"{UPLOAD_PREFIX}{secrets.token_hex(8)}{UPLOAD_SUFFIX}"
+    received = 0
+    try:
+        with atomic_writer(target) as out:
+            for piece in _pieces(body, limit):
+                out.write(piece)
+                received += len(piece)
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            raise
+        needed = f"the package needs {_mb(body.length)}" if body.length >= 0 else (
+            f"{_mb(received)} of the package had arrived")
+        raise DiskSpaceError(
+            f"the site's disk is full: {needed}, {_mb(_free_bytes(folder) or 0)} is free "
+            f"in {folder}; free some space on the site PC and send it again"
+        ) from e
+    return target
 
 
-def _copy(stream: IO[bytes], out: IO[bytes], length: int, limit: int) -> int:
+def _pieces(body: RequestBody, limit: int) -> Iterable[bytes]:
     total = 0
     while True:
-        want = PIECE_BYTES if length < 0 else min(PIECE_BYTES, length - total)
+        want = PIECE_BYTES if body.length < 0 else min(PIECE_BYTES, body.length - total)
         if want <= 0:
-            return total
-        piece = stream.read(want)
+            return
+        piece = body.read(want)
         if not piece:
-            if length >= 0:
-                raise Incomplete(f"upload ended after {total} of {length} bytes")
-            return total
+            if body.length >= 0:
+                raise body.ended_early(total)
+            return
         total += len(piece)
         if total > limit:
-            raise TooLarge(f"package over {limit} bytes; this site accepts at most {limit}")
-        out.write(piece)
+            raise BodyTooLargeError(
+                f"package over {limit} bytes; this site accepts at most {limit} "
+                "(agent.max_update_mb)"
+            )
+        yield piece
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
 
 
 def discard(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def is_stale_upload(name: str) -> bool:
+    """Whether `name` is something `receive_upload` writes: a finished upload or its
+    temporary file (`atomic_writer` names it `.upload-<hex>.zip.<random>.tmp`)."""
+    finished = name.startswith(UPLOAD_PREFIX) and name.endswith(UPLOAD_SUFFIX)
+    temporary = name.startswith("." + UPLOAD_PREFIX) and name.endswith(TEMP_SUFFIX)
+    return finished or temporary
+
+
+def sweep_incoming(folder: Path, keep: set[Path]) -> list[str]:
+    """Remove the uploads a crashed agent left in `folder`, except the files in `keep`
+    (those a queued or running `receive` job will still read); return the names removed.
+
+    Call it only when the agent starts: it is the only writer, so then no upload is in
+    progress. Other files are not the agent's and are left alone.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return []
+    kept = {p.resolve() for p in keep}
+    for entry in entries:
+        path = Path(entry.path)
+        if not is_stale_upload(entry.name) or not entry.is_file(follow_symlinks=False):
+            continue
+        if path.resolve() in kept:
+            continue
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as e:  # on Windows a file still open elsewhere; try at the next start
+            log.warning("could not remove the stale upload %s: %s", path, e)
+            continue
+        removed.append(entry.name)
+    return removed

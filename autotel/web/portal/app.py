@@ -16,8 +16,9 @@ from typing import Any
 import bottle
 
 from autotel.config import Config
-from autotel.errors import ConfigError, JobError
+from autotel.errors import ConfigError, JobError, RequestError
 from autotel.spool.queue import Spool
+from autotel.web.bodies import ClosingGateway, RequestBody, parse_json, refusing_bad_requests
 from autotel.web.portal.auth import (
     COOKIE_NAME,
     CSRF_HEADER,
@@ -63,9 +64,10 @@ def build_portal(config: Config, port: int | None = None) -> ServerHandle:
     handle = ServerHandle(
         app, config.portal.host, config.portal.port if port is None else port,
         threads=max(config.portal.threads, config.portal.max_sse_clients + THREADS_BESIDES_STREAMS),
-        timeout_s=30, max_body_bytes=SERVER_BODY_LIMIT, certfile=certfile, keyfile=keyfile,
-        name="autotel-portal",
+        timeout_s=config.portal.socket_timeout_s, max_body_bytes=SERVER_BODY_LIMIT,
+        certfile=certfile, keyfile=keyfile, name="autotel-portal",
     )
+    handle.server.gateway = ClosingGateway  # a body that cannot be read closes its connection
     PortalRoutes(config, handle.stopping).install(app)
     return handle
 
@@ -92,6 +94,7 @@ class PortalRoutes:
     def install(self, app: bottle.Bottle) -> None:
         app.default_error_handler = _error_as_json
         app.add_hook("after_request", _security_headers)
+        app.install(refusing_bad_requests(log, json_error))
         app.route("/", "GET", self.page)
         app.route("/static/<name>", "GET", self.static)
         app.route("/api/login", "POST", self.login)
@@ -234,19 +237,16 @@ def _peer_ip() -> str:
 
 
 def _json_body() -> dict[str, Any]:
-    request = bottle.request
-    length = request.content_length
-    if length > MAX_BODY_BYTES:
-        raise json_error(413, f"request body over {MAX_BODY_BYTES} bytes")
-    raw = request.environ["wsgi.input"].read(MAX_BODY_BYTES + 1 if length < 0 else length)
-    if len(raw) > MAX_BODY_BYTES:
-        raise json_error(413, f"request body over {MAX_BODY_BYTES} bytes")
-    try:
-        data = json.loads(raw or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise json_error(400, "request body is not valid JSON") from None
+    """The request's JSON object ({} for no body).
+
+    Raises:
+        RequestError: unreadable, too large, cut short, stalled or not an object (the
+            routes' plugin answers it with its 4xx).
+    """
+    raw = RequestBody(bottle.request.environ).read_all(MAX_BODY_BYTES)
+    data = parse_json(raw or b"{}", "a JSON object")
     if not isinstance(data, dict):
-        raise json_error(400, "request body must be a JSON object")
+        raise RequestError("request body must be a JSON object")
     return data
 
 

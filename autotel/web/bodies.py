@@ -1,0 +1,169 @@
+"""Request bodies under cheroot: the one place where a broken, oversized or stalled
+body becomes a `RequestError` (a 4xx the routes answer in JSON) instead of a 500.
+
+cheroot's `wsgi.input` fails in its own ways: ValueError for a bad chunk-size line,
+`MaxSizeExceeded` or a bare `OSError("Request Entity Too Large")` past its own
+limit, TimeoutError when the client stops sending, other OSErrors when the
+connection breaks. After any of these the rest of the body can never be read, so
+the connection has to close once the answer is out: otherwise cheroot first reads
+"the rest" of the body to keep the connection alive (waiting a whole timeout more,
+after which the answer is lost), then reads the next request from a broken socket.
+A WSGI app has no way to ask for that; `ClosingGateway` adds one.
+
+What to answer stays with the routes; this module reads, limits and classifies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import bottle
+from cheroot import wsgi
+from cheroot.errors import MaxSizeExceeded
+
+from autotel.errors import BodyTimeoutError, BodyTooLargeError, IncompleteBodyError, RequestError
+
+CLOSE_KEY = "autotel.close_connection"
+ABANDONED_KEY = "autotel.body_abandoned"
+CHEROOT_TOO_LARGE = "Request Entity Too Large"  # the text of cheroot's bare OSError
+
+Route = Callable[..., Any]
+E = TypeVar("E", bound=RequestError)
+
+
+class ClosingGateway(wsgi.Gateway_10):
+    """cheroot's WSGI gateway, plus `environ[CLOSE_KEY]()`: close the connection after
+    this answer. Install it with `server.gateway = ClosingGateway`."""
+
+    # cheroot's stubs say get_environ returns None; it returns the environ dict.
+    def get_environ(self) -> dict[str, Any]:  # type: ignore[override]
+        environ: dict[str, Any] = super().get_environ()  # type: ignore[no-untyped-call]
+        environ[CLOSE_KEY] = self._close_after_answer
+        return environ
+
+    def _close_after_answer(self) -> None:
+        self.req.close_connection = True
+
+
+def declared_length(environ: dict[str, Any]) -> int:
+    """The body's length: -1 for a chunked body (its end is in the stream), 0 for none.
+
+    Raises:
+        RequestError: a Content-Length that is not a non-negative number.
+    """
+    if environ.get("wsgi.input_terminated"):  # cheroot's mark for a chunked body
+        return -1
+    raw = str(environ.get("CONTENT_LENGTH") or "").strip()
+    if not raw:
+        return 0
+    if not (raw.isascii() and raw.isdigit()):
+        raise RequestError(f"malformed Content-Length {raw[:40]!r}: expected a number of bytes")
+    return int(raw)
+
+
+class RequestBody:
+    """The body of one request, read only through methods that raise `RequestError`s.
+
+    Raises (every method that reads):
+        BodyTooLargeError: over the limit given, or over cheroot's own.
+        BodyTimeoutError: the client sent nothing for the server's socket timeout.
+        IncompleteBodyError: the connection broke, or the body ended early.
+        RequestError: a malformed chunked encoding or Content-Length.
+    """
+
+    def __init__(self, environ: dict[str, Any]) -> None:
+        self.environ = environ
+        self.length = declared_length(environ)
+
+    def read(self, size: int) -> bytes:
+        """At most `size` bytes; b"" at the end of the body."""
+        try:
+            return bytes(self.environ["wsgi.input"].read(size))
+        except (MaxSizeExceeded, ValueError, OSError) as e:
+            raise self._abandoned(_reading_failed(e)) from None
+
+    def read_all(self, limit: int) -> bytes:
+        """The whole body, for a small one such as a JSON object."""
+        if self.length > limit:
+            raise BodyTooLargeError(
+                f"request body of {self.length} bytes; at most {limit} accepted here")
+        data = self.read(limit + 1 if self.length < 0 else self.length)
+        if len(data) > limit:
+            raise BodyTooLargeError(
+                f"request body over {limit} bytes; at most {limit} accepted here")
+        if len(data) < self.length:
+            raise self.ended_early(len(data))
+        return data
+
+    def ended_early(self, received: int) -> IncompleteBodyError:
+        """The error for a body whose stream ended after `received` of its declared bytes."""
+        return self._abandoned(IncompleteBodyError(
+            f"request body ended after {received} of {self.length} bytes; "
+            "the connection was closed before the end"))
+
+    def _abandoned(self, error: E) -> E:
+        """Mark the rest of the body as unreadable: the connection closes after the answer,
+        and nobody (BodyGuard, cheroot) waits to drain it."""
+        self.environ[ABANDONED_KEY] = True
+        close = self.environ.get(CLOSE_KEY)
+        if callable(close):
+            close()
+        return error
+
+
+def _reading_failed(error: Exception) -> RequestError:
+    """What a failed read of cheroot's `wsgi.input` means for the client."""
+    if isinstance(error, MaxSizeExceeded) or error.args == (CHEROOT_TOO_LARGE,):
+        return BodyTooLargeError("request body over the server's limit")
+    if isinstance(error, TimeoutError):
+        return BodyTimeoutError("the client stopped sending the request body before its end; "
+                                "send the whole body without pausing")
+    if isinstance(error, ValueError):  # cheroot: a chunk-size line that is not hex, no CRLF
+        return RequestError(f"malformed chunked request body ({error})")
+    return IncompleteBodyError(f"the connection broke while the request body was read ({error})")
+
+
+def parse_json(raw: bytes, expected: str) -> Any:
+    """A JSON body; `expected` names what it should hold, for the message.
+
+    Text that no UTF-8 encoder takes back (a lone surrogate such as "\\ud800" is valid
+    JSON) is refused here, not left to crash whoever hashes or writes it later.
+
+    Raises:
+        RequestError: not UTF-8 JSON, or holding such text.
+    """
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeError, json.JSONDecodeError, RecursionError):
+        raise RequestError(f"request body is not valid UTF-8 JSON; expected {expected}") from None
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeError:
+        raise RequestError(
+            f"request body holds a \\u escape that is no Unicode character (a lone surrogate); "
+            f"expected {expected}"
+        ) from None
+    return data
+
+
+def refusing_bad_requests(
+    log: logging.Logger, answer: Callable[[int, str], bottle.HTTPResponse]
+) -> Callable[[Route], Route]:
+    """A bottle plugin: a `RequestError` from any route becomes `answer(status, message)`
+    and one warning line: the client's fault, so no traceback and no 5xx."""
+
+    def plugin(route: Route) -> Route:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return route(*args, **kwargs)
+            except RequestError as e:
+                log.warning("refused %s %s from %s: %s", bottle.request.method,
+                            bottle.request.path, bottle.request.environ.get("REMOTE_ADDR"), e)
+                return answer(e.http_status, str(e))
+
+        return wrapper
+
+    return plugin

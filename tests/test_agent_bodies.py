@@ -95,6 +95,31 @@ def test_bad_chunk_size_at_auth_is_400(
     assert_still_serving(agent)
 
 
+def test_a_huge_chunk_is_refused_as_it_arrives_not_buffered_whole(
+    agent: RunningAgent, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No login needed to try: a chunk declared 2 GiB, its first 256 KiB sent. cheroot
+    alone would wait to hold the whole chunk in memory (and answer 408 at the timeout);
+    the agent answers 413 from the first pieces, before the client sends any more."""
+    with (
+        socket.create_connection(
+            ("127.0.0.1", agent.port), source_address=(f"127.0.4.{next(_addresses)}", 0)
+        ) as raw,
+        agent.ssl_context().wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.settimeout(SOCKET_TIMEOUT_S / 2)  # an answer only at the socket timeout fails
+        tls.sendall(b"POST /auth HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"7fffffff\r\n" + b"A" * (256 * 1024))
+        reply = tls.recv(65536)
+        head, _, body = reply.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        while len(body) < length:
+            body += tls.recv(65536)
+    json_reply(head + b"\r\n\r\n" + body, 413)
+    assert_no_traceback(caplog)
+    assert_still_serving(agent)
+
+
 def test_stalled_update_upload_is_408_and_recorded(
     agent: RunningAgent, token: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -10,6 +10,11 @@ the connection has to close once the answer is out: otherwise cheroot first read
 after which the answer is lost), then reads the next request from a broken socket.
 A WSGI app has no way to ask for that; `ClosingGateway` adds one.
 
+cheroot also reads each chunk of a chunked body whole into memory, at whatever size
+the client declares (`FFFFFFFF`: 4 GiB), before any limit here could apply: the
+gateway gives the app a `BoundedChunkedRFile` instead, which holds at most a piece
+of a chunk at a time.
+
 What to answer stays with the routes; this module reads, limits and classifies.
 """
 
@@ -23,6 +28,7 @@ from typing import Any, TypeVar
 import bottle
 from cheroot import wsgi
 from cheroot.errors import MaxSizeExceeded
+from cheroot.server import ChunkedRFile
 
 from autotel.errors import BodyTimeoutError, BodyTooLargeError, IncompleteBodyError, RequestError
 
@@ -36,16 +42,67 @@ E = TypeVar("E", bound=RequestError)
 
 class ClosingGateway(wsgi.Gateway_10):
     """cheroot's WSGI gateway, plus `environ[CLOSE_KEY]()`: close the connection after
-    this answer. Install it with `server.gateway = ClosingGateway`."""
+    this answer; and a chunked body read in bounded pieces. Install it with
+    `server.gateway = ClosingGateway`."""
 
     # cheroot's stubs say get_environ returns None; it returns the environ dict.
     def get_environ(self) -> dict[str, Any]:  # type: ignore[override]
         environ: dict[str, Any] = super().get_environ()  # type: ignore[no-untyped-call]
         environ[CLOSE_KEY] = self._close_after_answer
+        if self.req.chunked_read:
+            self.req.rfile = BoundedChunkedRFile(self.req.conn.rfile,
+                                                 self.req.server.max_request_body_size)
+            environ["wsgi.input"] = self.req.rfile
         return environ
 
     def _close_after_answer(self) -> None:
         self.req.close_connection = True
+
+
+class BoundedChunkedRFile(ChunkedRFile):
+    """cheroot's chunked body reader, holding at most `PIECE` bytes of a chunk at once.
+
+    Errors are cheroot's own (ValueError for a malformed chunk, OSError past `maxlen`),
+    so `RequestBody` classifies them as before.
+    """
+
+    PIECE = 64 * 1024
+    SIZE_LINE = 4096  # a chunk-size line, with any extensions
+
+    def __init__(self, rfile: Any, maxlen: int) -> None:
+        super().__init__(rfile, maxlen)
+        self.left = 0  # bytes of the current chunk not read yet
+
+    def _fetch(self) -> None:
+        if self.closed:
+            return
+        if not self.left:
+            self.left = self._chunk_size()
+            if not self.left:
+                self.closed = True
+                return
+        piece = self.rfile.read(min(self.left, self.PIECE))
+        if not piece:
+            raise ValueError("chunked body cut off inside a chunk")
+        self.left -= len(piece)
+        self.bytes_read += len(piece)
+        self.buffer += piece
+        if not self.left and self.rfile.read(2) != b"\r\n":
+            raise ValueError("Bad chunked transfer coding (no CRLF after a chunk)")
+
+    def _chunk_size(self) -> int:
+        line = self.rfile.readline(self.SIZE_LINE)
+        self.bytes_read += len(line)
+        if not line.endswith(b"\n"):
+            raise ValueError(f"Bad chunked transfer size line: {line[:40]!r}")
+        digits = line.split(b";", 1)[0].strip()
+        try:
+            size = int(digits, 16)
+        except ValueError:
+            raise ValueError(f"Bad chunked transfer size: {digits[:40]!r}") from None
+        if self.maxlen and self.bytes_read + size > self.maxlen:
+            raise OSError(CHEROOT_TOO_LARGE)
+        return max(size, 0)
 
 
 def declared_length(environ: dict[str, Any]) -> int:

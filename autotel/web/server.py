@@ -4,6 +4,9 @@
 bind port 0, and body sizes are capped before the app runs. Streaming responses
 (SSE, downloads) must watch `ServerHandle.stopping` and wait in bounded steps:
 cheroot's `stop()` joins busy workers without a timeout.
+
+Both services face unauthenticated clients, so the request line and headers are
+capped: cheroot reads them into memory and, by default, without a limit.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 log = logging.getLogger("autotel.web")
 
+# Cookies and our own headers fit many times over; past it cheroot stops reading and
+# answers 414 (request line) or 413 (headers) and closes.
+MAX_HEADER_BYTES = 64 * 1024
+
 
 class ServerHandle:
     """A configured server; `serve_forever()` in a service, `start_background()` in tests."""
@@ -30,6 +37,7 @@ class ServerHandle:
                                      request_queue_size=64, timeout=int(timeout_s),
                                      shutdown_timeout=5, server_name=name)
         self.server.max_request_body_size = max_body_bytes
+        self.server.max_request_header_size = MAX_HEADER_BYTES
         if certfile is not None and keyfile is not None:
             self.server.ssl_adapter = BuiltinSSLAdapter(str(certfile), str(keyfile))
         self._thread: threading.Thread | None = None

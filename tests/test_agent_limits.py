@@ -81,7 +81,7 @@ def test_idle_or_slow_connections_do_not_lock_the_admin_out(
 
 def test_a_trickled_handshake_is_closed_at_the_header_deadline(agent: ServerHandle) -> None:
     """The deadline is for the whole handshake, not for each read of it."""
-    agent.server.header_timeout_s = 0.5  # the default 10 s, shortened to keep the test fast
+    agent.server.header_timeout_s = 0.5  # the agent's 30 s, shortened to keep the test fast
     with connect(agent.port, ATTACKER) as sock:
         started = time.monotonic()
         sock.sendall(PARTIAL_CLIENT_HELLO)  # announces 512 bytes of ClientHello

@@ -28,8 +28,9 @@ log = logging.getLogger("autotel.web")
 # Cookies and our own headers fit many times over; past it cheroot stops reading and
 # answers 414 (request line) or 413 (headers) and closes.
 MAX_HEADER_BYTES = 64 * 1024
-# The TLS handshake, request line and headers together: generous for a poor link
-# (a few round trips and under 1 KiB), short enough that a trickle soon loses its worker.
+# The TLS handshake, request line and headers together: a few round trips and under
+# 1 KiB, generous on a plant's LAN, short enough that a trickle soon loses its worker.
+# A service reached over poor links passes more (`header_timeout_s`).
 HEADER_TIMEOUT_S = 10.0
 
 
@@ -38,13 +39,14 @@ class ServerHandle:
 
     def __init__(self, app: Any, host: str, port: int, *, threads: int, timeout_s: float,
                  max_body_bytes: int, certfile: Path | None = None, keyfile: Path | None = None,
-                 name: str = "autotel") -> None:
+                 name: str = "autotel", header_timeout_s: float = HEADER_TIMEOUT_S) -> None:
         self.stopping = threading.Event()
         self.server = _LoggingServer((host, port), app, numthreads=threads, max=threads,
                                      request_queue_size=64, timeout=int(timeout_s),
                                      shutdown_timeout=5, server_name=name)
         self.server.max_request_body_size = max_body_bytes
         self.server.max_request_header_size = MAX_HEADER_BYTES
+        self.server.header_timeout_s = header_timeout_s
         # below the thread count, so one address can never occupy every worker
         self.server.slots = ClientSlots(max(2, threads // 2))
         if certfile is not None and keyfile is not None:

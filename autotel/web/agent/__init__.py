@@ -30,6 +30,9 @@ UPDATE_PATH = "/update"
 # cheroot's own body limit answers in plain text; BodyGuard enforces the limits
 # instead (declared lengths at once, chunked bodies as they are read), in JSON.
 CHEROOT_NO_LIMIT = 0
+# Admins reach agents over poor links (a GPRS round trip can take 2 s, a lost packet
+# 3 s more): the TLS handshake and the headers get longer than on the portal's LAN.
+HEADER_TIMEOUT_S = 30.0
 
 
 def agent_fingerprint(config: Config) -> str:
@@ -84,6 +87,7 @@ def build_agent(config: Config, port: int | None = None) -> ServerHandle:
         certfile=tls / "cert.pem",
         keyfile=tls / "key.pem",
         name="autotel-agent",
+        header_timeout_s=HEADER_TIMEOUT_S,
     )
     handle.server.gateway = ClosingGateway  # a body that cannot be read closes its connection
     handle.stopping = state.stopping  # one flag: stop() releases the streams and the waits

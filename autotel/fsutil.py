@@ -119,6 +119,11 @@ def append_line(target: Path, line: str, durable: bool = True) -> None:
 MB = 1024 * 1024
 
 
+def megabytes(size: int) -> str:
+    """A size as a plant admin reads it in a message: `150 MB`, `3.1 MB`."""
+    return f"{size / 1e6:.0f} MB" if size >= 10e6 else f"{size / 1e6:.1f} MB"
+
+
 def previous_generation(path: Path) -> Path:
     """Where `rotate` keeps the last generation of a log: `<name>.1`."""
     return path.with_name(path.name + ".1")

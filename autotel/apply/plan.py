@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 from typing import Literal
 
 from autotel.errors import PackageError
+from autotel.fsutil import megabytes
 
 SPACE_MARGIN = 50_000_000
 Kind = Literal["file", "dir", "special"] | None
@@ -91,13 +92,10 @@ def space_problem(free: int, backup_bytes: int, new_bytes: int) -> str | None:
     needed = backup_bytes + new_bytes + SPACE_MARGIN
     if free >= needed:
         return None
-    return (f"not enough free disk space for this update: it needs {_mb(needed)} "
-            f"({_mb(backup_bytes)} backup, {_mb(new_bytes)} new files, "
-            f"{_mb(SPACE_MARGIN)} margin), {_mb(free)} is free; free some space and apply again")
+    return (f"not enough free disk space for this update: it needs {megabytes(needed)} "
+            f"({megabytes(backup_bytes)} backup, {megabytes(new_bytes)} new files, "
+            f"{megabytes(SPACE_MARGIN)} margin), {megabytes(free)} is free; free some space and apply again")
 
-
-def _mb(size: int) -> str:
-    return f"{size / 1e6:.0f} MB"
 
 
 def thinned(report: Callable[[int, int], None], reports: int = 10) -> Callable[[int, int], None]:

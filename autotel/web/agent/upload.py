@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from autotel.errors import BodyTooLargeError, DiskSpaceError
-from autotel.fsutil import TEMP_SUFFIX, atomic_writer
+from autotel.fsutil import TEMP_SUFFIX, atomic_writer, megabytes
 from autotel.web.bodies import RequestBody
 
 log = logging.getLogger("autotel.agent")
@@ -48,7 +48,7 @@ def receive_upload(body: RequestBody, limit: int, folder: Path) -> Path:
     free = _free_bytes(folder)
     if free is not None and body.length > free:
         raise DiskSpaceError(
-            f"the site's disk is full: the package needs {_mb(body.length)}, only {_mb(free)} "
+            f"the site's disk is full: the package needs {megabytes(body.length)}, only {megabytes(free)} "
             f"is free in {folder}; free some space on the site PC and send it again"
         )
     target = folder / f"{UPLOAD_PREFIX}{secrets.token_hex(8)}{UPLOAD_SUFFIX}"
@@ -61,10 +61,10 @@ def receive_upload(body: RequestBody, limit: int, folder: Path) -> Path:
     except OSError as e:
         if e.errno not in DISK_FULL:
             raise
-        needed = f"the package needs {_mb(body.length)}" if body.length >= 0 else (
-            f"{_mb(received)} of the package had arrived")
+        needed = f"the package needs {megabytes(body.length)}" if body.length >= 0 else (
+            f"{megabytes(received)} of the package had arrived")
         raise DiskSpaceError(
-            f"the site's disk is full: {needed}, {_mb(_free_bytes(folder) or 0)} is free "
+            f"the site's disk is full: {needed}, {megabytes(_free_bytes(folder) or 0)} is free "
             f"in {folder}; free some space on the site PC and send it again"
         ) from e
     return target
@@ -96,9 +96,6 @@ def _free_bytes(folder: Path) -> int | None:
     except OSError:
         return None
 
-
-def _mb(size: int) -> str:
-    return f"{size / 1e6:.1f} MB"
 
 
 def discard(path: Path) -> None:

@@ -13,12 +13,16 @@ import logging
 import os
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from autotel.spool.queue import Spool
 from tests.agent_support import RunningAgent, login, make_site, running_agent
+from tests.foundation_support import wait_for
 from tests.package_support import craft, signature_b64
 
 SOCKET_TIMEOUT_S = 2
@@ -189,3 +193,21 @@ def test_upload_onto_a_full_disk_is_507_and_recorded(
     assert_no_traceback(caplog)
     assert_still_serving(agent)
 
+
+
+def test_an_admin_who_gives_up_waiting_for_an_export_frees_its_place_at_once(
+    agent: RunningAgent, token: str
+) -> None:
+    """The runner is busy for 8 s, the admin's client gives up after 1 s. The agent must
+    stop waiting for it then: holding the worker and the address's place until the job
+    ends (up to agent.export_timeout_s, an hour) locked an admin address out after eight
+    such pushes. Last in this file: the runner stays busy after it."""
+    Spool(agent.config.state).submit("wait", {"seconds": 8})
+    ip = f"127.0.6.{next(_addresses)}"
+    slots = agent.handle.server.slots
+    with agent.client(ip=ip) as client, pytest.raises(httpx.ReadTimeout):
+        client.get("/data/export", headers={"Authorization": f"Bearer {token}"}, timeout=1)
+    started = time.monotonic()
+    wait_for(lambda: slots.open_for(ip) == 0, 4, "the address's place freed")
+    assert time.monotonic() - started < 4, "freed before the runner was free again"
+    assert_still_serving(agent)

@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import json
 import logging
+import select
+import socket
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -33,6 +36,7 @@ from cheroot.server import ChunkedRFile
 from autotel.errors import BodyTimeoutError, BodyTooLargeError, IncompleteBodyError, RequestError
 
 CLOSE_KEY = "autotel.close_connection"
+GONE_KEY = "autotel.client_gone"
 ABANDONED_KEY = "autotel.body_abandoned"
 CHEROOT_TOO_LARGE = "Request Entity Too Large"  # the text of cheroot's bare OSError
 
@@ -42,13 +46,14 @@ E = TypeVar("E", bound=RequestError)
 
 class ClosingGateway(wsgi.Gateway_10):
     """cheroot's WSGI gateway, plus `environ[CLOSE_KEY]()`: close the connection after
-    this answer; and a chunked body read in bounded pieces. Install it with
-    `server.gateway = ClosingGateway`."""
+    this answer; `environ[GONE_KEY]()`: whether the client has gone (`client_gone`); and a
+    chunked body read in bounded pieces. Install it with `server.gateway = ClosingGateway`."""
 
     # cheroot's stubs say get_environ returns None; it returns the environ dict.
     def get_environ(self) -> dict[str, Any]:  # type: ignore[override]
         environ: dict[str, Any] = super().get_environ()  # type: ignore[no-untyped-call]
         environ[CLOSE_KEY] = self._close_after_answer
+        environ[GONE_KEY] = lambda: client_gone(self.req.conn.socket)
         if self.req.chunked_read:
             self.req.rfile = BoundedChunkedRFile(self.req.conn.rfile,
                                                  self.req.server.max_request_body_size)
@@ -103,6 +108,25 @@ class BoundedChunkedRFile(ChunkedRFile):
         if self.maxlen and self.bytes_read + size > self.maxlen:
             raise OSError(CHEROOT_TOO_LARGE)
         return max(size, 0)
+
+
+def client_gone(sock: socket.socket) -> bool:
+    """Whether a client waiting for its answer has closed the connection.
+
+    While it waits for the answer to a request it sent whole, an HTTP/1.1 client sends
+    nothing (autotel's admin does not pipeline): anything to read then, the end of
+    the stream included, means it gave up. A long wait (an export, a receive) stops
+    holding a worker and the address's place for a client that is not there.
+    """
+    try:
+        if sys.platform != "win32":  # select() fails past descriptor 1023 here
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):  # closed already
+        return True
+    return bool(readable)
 
 
 def declared_length(environ: dict[str, Any]) -> int:

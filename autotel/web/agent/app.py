@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -30,7 +30,7 @@ from autotel.web.agent.jobs import JobTimeout, run_job
 from autotel.web.agent.outcomes import export_result, update_answer, upload_refusal
 from autotel.web.agent.sessions import record_session
 from autotel.web.agent.upload import discard, receive_upload
-from autotel.web.bodies import RequestBody, parse_json, refusing_bad_requests
+from autotel.web.bodies import GONE_KEY, RequestBody, parse_json, refusing_bad_requests
 
 log = logging.getLogger("autotel.agent")
 
@@ -159,6 +159,7 @@ def _export(state: AgentState) -> Any:
             request.to_params(),
             state.config.agent.export_timeout_s,
             state.stopping,
+            _client_gone(),
         )
     except JobTimeout as e:
         raise json_error(503, {"error": str(e)}) from None
@@ -166,6 +167,12 @@ def _export(state: AgentState) -> Any:
     if result is None:
         raise json_error(503, {"error": f"export failed: {job.get('error') or 'no archive'}"})
     return _send_archive(state, result, peer_ip())
+
+
+def _client_gone() -> Callable[[], bool]:
+    """How a long wait for the runner notices that the admin gave up (`client_gone`)."""
+    gone: Callable[[], bool] = bottle.request.environ.get(GONE_KEY) or (lambda: False)
+    return gone
 
 
 def _query_value(name: str) -> str | None:
@@ -292,7 +299,8 @@ def _update(state: AgentState) -> Any:
         "peer_ip": ip,
     }
     try:
-        job = run_job(state.spool, "receive", params, RECEIVE_WAIT_S, state.stopping)
+        job = run_job(state.spool, "receive", params, RECEIVE_WAIT_S, state.stopping,
+                      _client_gone())
     except JobTimeout as e:
         raise json_error(503, {"status": "error", "error": str(e)}) from None
     status, body = update_answer(job)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from watchfiles import watch
@@ -22,17 +23,24 @@ class JobTimeout(Exception):
     """The runner did not finish the job in time (or the agent is stopping)."""
 
 
+class ClientGone(JobTimeout):
+    """The client closed the connection while the agent waited for the job."""
+
+
 def run_job(
-    spool: Spool, kind: str, params: dict[str, Any], timeout_s: float, stopping: threading.Event
+    spool: Spool, kind: str, params: dict[str, Any], timeout_s: float, stopping: threading.Event,
+    client_gone: Callable[[], bool] = lambda: False,
 ) -> dict[str, Any]:
     """Queue a job and return its final record.
 
     Wakes when a file arrives in `done/` or `failed/` (an export's answer no longer
     waits for a 20 ms poll), and at least every `RECHECK_MS`; the listing, not the
-    event, decides. A stopping server ends the watch, so it never holds a request.
+    event, decides. A stopping server ends the watch, so it never holds a request; a
+    client that went away (`client_gone`) ends the wait too: the job stays queued.
 
     Raises:
         JobTimeout: not finished within `timeout_s`, or the agent is stopping.
+        ClientGone: the client closed the connection meanwhile.
     """
     job_id = spool.submit(kind, params)
     deadline = time.monotonic() + timeout_s
@@ -52,6 +60,9 @@ def run_job(
         except JobError:
             if time.monotonic() >= deadline:
                 break
+            if client_gone():
+                raise ClientGone(f"the client closed the connection while job {job_id} "
+                                 f"({kind}) waited for the runner") from None
     raise JobTimeout(
         f"job {job_id} ({kind}) did not finish within {timeout_s:g} s; "
         "is the runner (or the watchdog) running?"

@@ -50,7 +50,7 @@ class AgentConfig(_Section):
     challenge_per_minute: int = Field(10, ge=1)
     max_update_mb: int = Field(512, ge=1)
     threads: int = Field(16, ge=2, le=256)
-    socket_timeout_s: float = Field(60.0, gt=0)
+    socket_timeout_s: int = Field(60, ge=1)  # whole seconds: cheroot takes no fraction
     export_timeout_s: float = Field(3600.0, gt=0)
 
 
@@ -62,7 +62,7 @@ class PortalConfig(_Section):
     lang: str = Field("uk", pattern="^(uk|en)$")
     threads: int = Field(24, ge=2, le=256)
     max_sse_clients: int = Field(8, ge=1)
-    socket_timeout_s: float = Field(30.0, gt=0)
+    socket_timeout_s: int = Field(30, ge=1)  # whole seconds: cheroot takes no fraction
     session_ttl_s: int = Field(8 * 3600, ge=60)
 
 

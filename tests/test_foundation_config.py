@@ -121,3 +121,17 @@ def test_autotel_config_env_names_the_file(tmp_path: Path) -> None:
     path.write_text("client_id: [\n")
     result = cli("jobs", "ls", env={"AUTOTEL_CONFIG": str(path)}, cwd=tmp_path)
     assert_one_line_error(result, f"{path}: not valid YAML")
+
+
+@pytest.mark.parametrize("key", ["AUTOTEL_AGENT__SOCKET_TIMEOUT_S", "AUTOTEL_PORTAL__SOCKET_TIMEOUT_S"])
+def test_a_socket_timeout_is_whole_seconds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str) -> None:
+    """cheroot takes whole seconds; 0.5 used to become 0 (non-blocking sockets, lost answers)."""
+    path = tmp_path / "autotel.yaml"
+    path.write_text("client_id: a\n")
+    monkeypatch.setenv(key, "0.5")
+    with pytest.raises(ConfigError, match=r"socket_timeout_s: .* \(got '0.5', from "):
+        load_config(path)
+    monkeypatch.setenv(key, "2")
+    config = load_config(path)
+    assert 2 in (config.agent.socket_timeout_s, config.portal.socket_timeout_s)

@@ -53,6 +53,11 @@ class RunningAgent:
         return httpx.Client(base_url=self.base_url, transport=transport, timeout=30)
 
 
+def with_agent(config: Config, **changes: object) -> Config:
+    """`config` with some `agent:` settings changed (in memory, as an env override would)."""
+    return config.model_copy(update={"agent": config.agent.model_copy(update=changes)})
+
+
 @contextlib.contextmanager
 def fresh_database(server_dsn: str) -> Iterator[str]:
     """A new empty database in the test session's server (for module-scoped sites)."""

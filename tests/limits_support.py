@@ -3,7 +3,7 @@
 `Flood` keeps N connections of one kind open from one loopback address (reopening
 each one the server closes, as the audit's attacker did); `huge_header` sends a
 request whose header never ends; `answer_time` times one ordinary request from
-another address.
+another address; `exchange` sends raw bytes and reads the whole answer.
 """
 
 from __future__ import annotations
@@ -34,6 +34,17 @@ def tls_wrapper(context: ssl.SSLContext) -> Wrap:
 def connect(port: int, source_ip: str, timeout: float = 5) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=timeout,
                                     source_address=(source_ip, 0))
+
+
+def exchange(port: int, request: bytes, *, source_ip: str = "127.0.0.1", wrap: Wrap = plain,
+             timeout: float = 10) -> bytes:
+    """Send raw bytes and read the answer until the server closes the connection."""
+    with wrap(connect(port, source_ip, timeout)) as sock:
+        sock.sendall(request)
+        reply = b""
+        while piece := sock.recv(65536):
+            reply += piece
+    return reply
 
 
 class Flood:

@@ -22,6 +22,7 @@ from autotel.admin.push import PushRequest
 from autotel.config import Config
 from autotel.db import connect
 from autotel.db.migrate import migrate_site
+from tests.agent_support import with_agent
 from tests.foundation_support import cli
 
 CLIENT = "plant_A"
@@ -38,8 +39,7 @@ def push_request(tmp_path: Path, keys: tuple[Path, Path], port: int,
 def busy(site: Config) -> Config:
     """The site migrated, allowing the many logins a test makes from 127.0.0.1 in a minute."""
     migrate_site(site)
-    agent = site.agent.model_copy(update={"auth_per_minute": 1000, "challenge_per_minute": 1000})
-    return site.model_copy(update={"agent": agent})
+    return with_agent(site, auth_per_minute=1000, challenge_per_minute=1000)
 
 
 def insert_rows(config: Config, count: int, start: int = 0) -> None:

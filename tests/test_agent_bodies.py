@@ -21,8 +21,10 @@ import httpx
 import pytest
 
 from autotel.spool.queue import Spool
-from tests.agent_support import RunningAgent, login, make_site, running_agent
+from tests.agent_support import RunningAgent, login, make_site, running_agent, with_agent
 from tests.foundation_support import wait_for
+from tests.limits_support import exchange as raw_exchange
+from tests.limits_support import tls_wrapper
 from tests.package_support import craft, signature_b64
 
 SOCKET_TIMEOUT_S = 2
@@ -35,8 +37,7 @@ def agent(
 ) -> Iterator[RunningAgent]:
     """A site without a database (nothing here reaches one), a short socket timeout."""
     config = make_site(tmp_path_factory.mktemp("bodies") / "site", "", admin_keys[1])
-    config = config.model_copy(update={"agent": config.agent.model_copy(
-        update={"socket_timeout_s": SOCKET_TIMEOUT_S})})
+    config = with_agent(config, socket_timeout_s=SOCKET_TIMEOUT_S)
     with running_agent(config, migrate=False) as running:
         yield running
 
@@ -49,18 +50,8 @@ def token(agent: RunningAgent, admin_keys: tuple[Path, Path]) -> str:
 
 def exchange(agent: RunningAgent, request: bytes) -> bytes:
     """Send raw bytes over TLS and read the answer until the agent closes the connection."""
-    with (
-        socket.create_connection(
-            ("127.0.0.1", agent.port), source_address=(f"127.0.4.{next(_addresses)}", 0)
-        ) as raw,
-        agent.ssl_context().wrap_socket(raw, server_hostname="127.0.0.1") as tls,
-    ):
-        tls.settimeout(SOCKET_TIMEOUT_S * 5)
-        tls.sendall(request)
-        reply = b""
-        while piece := tls.recv(65536):
-            reply += piece
-    return reply
+    return raw_exchange(agent.port, request, source_ip=f"127.0.4.{next(_addresses)}",
+                        wrap=tls_wrapper(agent.ssl_context()), timeout=SOCKET_TIMEOUT_S * 5)
 
 
 def json_reply(reply: bytes, status: int) -> dict[str, object]:

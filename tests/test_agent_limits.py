@@ -18,6 +18,7 @@ from autotel.config import Config
 from autotel.web.agent import build_agent
 from autotel.web.connections import ClientSlots
 from autotel.web.server import ServerHandle
+from tests.agent_support import with_agent
 from tests.limits_support import (
     PARTIAL_CLIENT_HELLO,
     Flood,
@@ -35,8 +36,7 @@ ADMIN = "127.0.0.3"
 
 @pytest.fixture
 def agent(bare_site: Config) -> Iterator[ServerHandle]:
-    local = bare_site.model_copy(update={"agent": bare_site.agent.model_copy(
-        update={"host": "127.0.0.1"})})
+    local = with_agent(bare_site, host="127.0.0.1")
     handle = build_agent(local, port=0).start_background()
     try:
         yield handle

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from autotel.timeutil import iso
-from tests.agent_support import RunningAgent, login, make_site, running_agent
+from tests.agent_support import RunningAgent, login, make_site, running_agent, with_agent
 from tests.package_support import craft, signature_b64
 
 APP = {"portal/main.py": b"print('v1.2.0')\n"}
@@ -27,9 +27,7 @@ def agent(
 ) -> Iterator[RunningAgent]:
     """A site without a database (receiving needs none), 1 MiB upload limit, installed 1.0.0."""
     config = make_site(tmp_path_factory.mktemp("upd") / "site", "", admin_keys[1])
-    config = config.model_copy(
-        update={"agent": config.agent.model_copy(update={"max_update_mb": 1})}
-    )
+    config = with_agent(config, max_update_mb=1)
     with running_agent(config, migrate=False) as running:
         yield running
 

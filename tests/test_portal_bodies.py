@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from collections.abc import Iterator
 
 import pytest
 
 from autotel.config import Config
 from autotel.web.server import ServerHandle
+from tests.limits_support import exchange as raw_exchange
 from tests.portal_support import PIN, client, running_portal
 
 SOCKET_TIMEOUT_S = 2
@@ -28,13 +28,7 @@ def portal(bare_site: Config) -> Iterator[ServerHandle]:
 
 def exchange(portal: ServerHandle, request: bytes) -> bytes:
     """Send raw bytes and read the answer until the portal closes the connection."""
-    with socket.create_connection(("127.0.0.1", portal.port)) as sock:
-        sock.settimeout(SOCKET_TIMEOUT_S * 5)
-        sock.sendall(request)
-        reply = b""
-        while piece := sock.recv(65536):
-            reply += piece
-    return reply
+    return raw_exchange(portal.port, request, timeout=SOCKET_TIMEOUT_S * 5)
 
 
 def login_request(headers: str, body: bytes) -> bytes:

@@ -19,7 +19,7 @@ from autotel.admin.push import push
 from autotel.config import Config
 from autotel.errors import ConfigError, PackageError
 from autotel.package.pending import read_pending
-from tests.agent_support import running_agent
+from tests.agent_support import running_agent, with_agent
 from tests.foundation_support import assert_one_line_error, cli
 from tests.push_support import busy, insert_rows, push_request, run_push_cli
 
@@ -107,9 +107,7 @@ def test_package_over_the_limit_is_too_large(
     site: Config, admin_keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
     busy_site = busy(site)
-    small_limit = busy_site.model_copy(
-        update={"agent": busy_site.agent.model_copy(update={"max_update_mb": 1})}
-    )
+    small_limit = with_agent(busy_site, max_update_mb=1)
     package = publish(tmp_path, admin_keys[0], "1.2.0", payload=os.urandom(3 * 1024 * 1024))
     with running_agent(small_limit) as agent:
         result = push(push_request(tmp_path, admin_keys, agent.port, update=package))

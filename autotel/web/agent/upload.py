@@ -47,10 +47,7 @@ def receive_upload(body: RequestBody, limit: int, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     free = _free_bytes(folder)
     if free is not None and body.length > free:
-        raise DiskSpaceError(
-            f"the site's disk is full: the package needs {megabytes(body.length)}, only {megabytes(free)} "
-            f"is free in {folder}; free some space on the site PC and send it again"
-        )
+        raise _disk_full(f"the package needs {megabytes(body.length)}", folder)
     target = folder / f"{UPLOAD_PREFIX}{secrets.token_hex(8)}{UPLOAD_SUFFIX}"
     received = 0
     try:
@@ -63,10 +60,7 @@ def receive_upload(body: RequestBody, limit: int, folder: Path) -> Path:
             raise
         needed = f"the package needs {megabytes(body.length)}" if body.length >= 0 else (
             f"{megabytes(received)} of the package had arrived")
-        raise DiskSpaceError(
-            f"the site's disk is full: {needed}, {megabytes(_free_bytes(folder) or 0)} is free "
-            f"in {folder}; free some space on the site PC and send it again"
-        ) from e
+        raise _disk_full(needed, folder) from e
     return target
 
 
@@ -88,6 +82,13 @@ def _pieces(body: RequestBody, limit: int) -> Iterable[bytes]:
                 "(agent.max_update_mb)"
             )
         yield piece
+
+
+def _disk_full(needed: str, folder: Path) -> DiskSpaceError:
+    return DiskSpaceError(
+        f"the site's disk is full: {needed}, only {megabytes(_free_bytes(folder) or 0)} is free "
+        f"in {folder}; free some space on the site PC and send it again"
+    )
 
 
 def _free_bytes(folder: Path) -> int | None:

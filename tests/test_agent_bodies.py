@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from autotel.spool.queue import Spool
+from autotel.web.bodies import BoundedChunkedRFile
 from tests.agent_support import RunningAgent, login, make_site, running_agent, with_agent
 from tests.foundation_support import wait_for
 from tests.limits_support import exchange as raw_exchange
@@ -93,9 +94,10 @@ def test_bad_chunk_size_at_auth_is_400(
 def test_a_huge_chunk_is_refused_as_it_arrives_not_buffered_whole(
     agent: RunningAgent, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """No login needed to try: a chunk declared 2 GiB, its first 256 KiB sent. cheroot
+    """No login needed to try: a chunk declared 2 GiB, its first piece sent. cheroot
     alone would wait to hold the whole chunk in memory (and answer 408 at the timeout);
-    the agent answers 413 from the first pieces, before the client sends any more."""
+    the agent answers 413 from that piece, before the client sends any more. (Exactly one
+    piece: more would be unread when the agent closes, and the reset could lose the answer.)"""
     with (
         socket.create_connection(
             ("127.0.0.1", agent.port), source_address=(f"127.0.4.{next(_addresses)}", 0)
@@ -104,7 +106,7 @@ def test_a_huge_chunk_is_refused_as_it_arrives_not_buffered_whole(
     ):
         tls.settimeout(SOCKET_TIMEOUT_S / 2)  # an answer only at the socket timeout fails
         tls.sendall(b"POST /auth HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                    b"7fffffff\r\n" + b"A" * (256 * 1024))
+                    b"7fffffff\r\n" + b"A" * BoundedChunkedRFile.PIECE)
         reply = tls.recv(65536)
         head, _, body = reply.partition(b"\r\n\r\n")
         length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])

@@ -35,6 +35,8 @@ def test_apply_installs_the_update_and_says_so(site: Config, admin_keys: tuple[P
     assert starts["patch"]["msg"] == "Застосування файлів..."
     assert starts["migrate"]["msg"] == "Міграція БД..."
     assert starts["restart"]["msg"] == "Перезапуск..."
+    assert (events[-1]["msg"], events[-1]["msg_en"]) == ("Перезапуск...", "Restarting..."), \
+        "the seed's last event: done, restarting"
 
 
 def test_a_dropped_kind_apply_alone_installs_the_waiting_update(

@@ -42,6 +42,33 @@ def test_replay_of_the_latest_apply_then_live_events(bare_site: Config) -> None:
         assert sse.next_event()["step"] == "migrate", "only the apply jobs' events are streamed"
 
 
+STREAM_STEPS = {"verify", "backup", "patch", "migrate", "done", "failed"}  # DESIGN.md
+
+
+def test_only_the_contract_steps_are_streamed_a_rollback_under_the_step_that_failed(
+        bare_site: Config) -> None:
+    """The apply job's own `restart` and `rollback` steps are not among DESIGN.md's
+    stream steps: `restart` stays out, `rollback` goes out as the failed step, marked."""
+    ok = [("verify", 0), ("backup", 20), ("patch", 40), ("migrate", 60), ("restart", 80),
+          ("done", 100)]
+    for step, pct in ok:
+        append_event(bare_site, job="a1", kind="apply", step=step, pct=pct, msg=step)
+    with (running_portal(bare_site) as portal, client(portal) as http,
+          http.stream("GET", "/api/update/progress", headers=RIGHT) as response):
+        sse = SseReader(response)
+        replayed = [sse.next_event()["step"] for _ in range(5)]
+        assert replayed == ["verify", "backup", "patch", "migrate", "done"]
+        bad = [("verify", 0), ("backup", 20), ("patch", 40), ("migrate", 60), ("rollback", 60),
+               ("rollback", 60), ("failed", 60)]
+        for step, pct in bad:
+            append_event(bare_site, job="a2", kind="apply", step=step, pct=pct, msg=step)
+        live = [sse.next_event() for _ in bad]
+    assert {e["step"] for e in live} <= STREAM_STEPS
+    assert [(e["step"], e["msg"], e.get("rollback")) for e in live[3:]] == [
+        ("migrate", "migrate", None), ("migrate", "rollback", True),
+        ("migrate", "rollback", True), ("failed", "failed", None)]
+
+
 def test_a_failed_event_says_which_step_failed(bare_site: Config) -> None:
     spool = Spool(bare_site.state)
     job_id = spool.submit("apply", {"sha256": "d" * 64})

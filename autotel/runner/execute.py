@@ -53,7 +53,7 @@ class JobExecutor:
         if job["state"] == "running":
             error = self._run_phase(path, job, kind, "main", kind.steps)
             if error is None:
-                return self._succeed(path, job)
+                return self._succeed(path, job, kind)
             job["state"] = "failing"
             job["error"] = error
             job["error_type"] = _last_error_type(job)
@@ -130,11 +130,11 @@ class JobExecutor:
         job["pct"] = max(pct, job.get("pct", 0))
         emit(self.config.state.events, job, step, job["pct"], msg, **extra)
 
-    def _succeed(self, path: Path, job: dict[str, Any]) -> str:
+    def _succeed(self, path: Path, job: dict[str, Any], kind: JobKind) -> str:
         job["result"] = merged_results(job)
         job.update(state="done", error=None, finished=now_iso(), pct=100)
         self.spool.finish(path, job, "done")
-        self._emit(job, "done", 100, "Готово", msg_en="Done")
+        self._emit(job, "done", 100, kind.done_msg, msg_en=kind.done_msg_en)
         return "done"
 
     def _move_on(self, path: Path, job: dict[str, Any]) -> str:

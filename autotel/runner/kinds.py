@@ -4,7 +4,8 @@ A kind is data: `jobs/apply.yaml` says `steps: [verify, backup, patch, migrate,
 restart]` and `on_failure: [rollback]`. A step entry is a name or a mapping with
 `name`, `timeout_s`, `retries`, `retry_delay_s`, `params` (fixed by the kind; they
 win over the job's own params of the same name), and the progress message shown
-when it starts (`msg`, Ukrainian, and `msg_en`). The site's own `jobs/` folder in the
+when it starts (`msg`, Ukrainian, and `msg_en`); the kind may word its final `done`
+event (`done_msg`, `done_msg_en`). The site's own `jobs/` folder in the
 install directory may add kinds or override the shipped ones.
 """
 
@@ -38,6 +39,8 @@ class JobKind(BaseModel):
     description: str = ""
     steps: list[StepPolicy] = Field(min_length=1)
     on_failure: list[StepPolicy] = []
+    done_msg: str = "Готово"
+    done_msg_en: str = "Done"
     source: str = ""
 
     @field_validator("steps", "on_failure", mode="before")

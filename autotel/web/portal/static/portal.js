@@ -9,7 +9,7 @@
 (function () {
   const data = JSON.parse(document.getElementById("portal-data").textContent);
   const T = data.texts;
-  const STEPS = ["verify", "backup", "patch", "migrate", "restart"];
+  const STEPS = ["verify", "backup", "patch", "migrate"];  // the stream's steps before `done`
   const RELOAD_AFTER_S = 10;
   const STATUS_EVERY_MS = 30000;
   const $ = (id) => document.getElementById(id);

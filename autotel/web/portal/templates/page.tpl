@@ -88,7 +88,7 @@
     </div>
     <p class="step-msg" id="step-msg">{{t['starting']}}</p>
     <ol class="steps" id="steps">
-      % for name in ['verify', 'backup', 'patch', 'migrate', 'restart']:
+      % for name in ['verify', 'backup', 'patch', 'migrate']:
       <li data-step="{{name}}"><span class="mark" aria-hidden="true"></span>{{t['step_' + name]}}</li>
       % end
     </ol>

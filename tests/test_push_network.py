@@ -1,0 +1,104 @@
+"""`autotel push` over real poor links: the kernel's TCP between two network namespaces.
+
+The site's agent and runner run as `autotel agent` / `autotel runner`, the admin's
+push as `autotel push` in its own namespace (`tests.network_support`). The link is
+slowed and made lossy with `tc tbf`, or cut silently with `ip link set down`. The
+test relay on 127.0.0.1 (`tests.push_support.Relay`) covers clean cuts and stalls
+inside one host; here the kernel retransmits, buffers and times out for real.
+
+Timeouts are short on both sides so each case takes seconds, yet longer than any
+pause a slow but working link makes: a false timeout would fail the slow-link case.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from autotel.config import Config
+from autotel.package.pending import read_pending
+from autotel.spool.queue import Spool
+from tests.foundation_support import assert_one_line_error, wait_for
+from tests.network_support import (
+    Link,
+    NetAgent,
+    cut_while,
+    kernel_link,
+    push_command,
+    run_push,
+    site_services,
+)
+from tests.portal_support import publish
+from tests.push_support import archived_sensors, insert_rows
+
+AGENT_TIMEOUT_S = 2  # the agent's socket timeout (whole seconds)
+STALL_S = 2  # the admin's --stall-timeout
+MARGIN_S = 3  # process start and exit, on a machine busy with other tests
+ADMIN = ("--stall-timeout", str(STALL_S), "--connect-timeout", "10")
+QUEUE_BYTES = 12_000  # eight full packets: a burst beyond that is dropped
+
+
+@pytest.fixture
+def link() -> Iterator[Link]:
+    with kernel_link() as made:
+        yield made
+
+
+def sensors(count: int, start: int = 0) -> list[str]:
+    return [f"s{i}" for i in range(start, start + count)]
+
+
+def package_of_1mb(tmp_path: Path, key: Path) -> Path:
+    """A signed update whose payload does not compress: about 1 MB on the wire."""
+    return publish(tmp_path, key, "1.1.0", {"app/firmware.bin": os.urandom(1 << 20)})
+
+
+
+
+
+
+def test_link_lost_mid_upload(
+    migrated_site: Config, admin_keys: tuple[Path, Path], tmp_path: Path, link: Link
+) -> None:
+    storage, incoming = tmp_path / "data", migrated_site.state.incoming
+    package = package_of_1mb(tmp_path, admin_keys[0])
+    push = push_command(link, storage, admin_keys[0], *ADMIN, "--update", str(package))
+    insert_rows(migrated_site, 100)
+    link.shape(4000, QUEUE_BYTES)
+    with site_services(migrated_site, link, socket_timeout_s=AGENT_TIMEOUT_S,
+                       auth_per_minute=20) as agent:
+        failed, seconds = cut_while(link, push, lambda: link.delivered()[1] > 100_000,
+                                    STALL_S + MARGIN_S)
+        assert failed.returncode == 14, failed.stderr
+        assert_one_line_error(failed, "update stalled")
+        assert seconds < STALL_S + MARGIN_S
+
+        wait_for(lambda: [s for s in agent.sessions() if s["action"] == "update"],
+                 AGENT_TIMEOUT_S + MARGIN_S, "the agent to give up the upload")
+        assert agent.sessions()[-1]["status"] == "incomplete"
+        assert_agent_let_go(agent, link)
+        assert f"refused the update upload from {link.admin_ip}" in agent.log()
+        assert list(incoming.iterdir()) == []
+        assert read_pending(migrated_site.state) is None
+        assert "receive" not in {job["kind"] for job in Spool(migrated_site.state).all_jobs()}
+
+        link.restore()
+        again = run_push(push)
+    assert again.returncode == 0, again.stderr
+    assert "update v1.1.0: queued" in again.stdout
+    pending = read_pending(migrated_site.state)
+    assert pending is not None and pending.version == "1.1.0"
+    assert sorted(archived_sensors(storage)) == sorted(sensors(100))
+
+
+
+
+def assert_agent_let_go(agent: NetAgent, link: Link) -> None:
+    """Within its own timeout the agent holds no connection with the vanished admin,
+    and has logged no traceback for a network that failed."""
+    wait_for(lambda: not agent.connections_with(link.admin_ip), AGENT_TIMEOUT_S + MARGIN_S,
+             "the agent to close the dead connection")
+    assert "Traceback" not in agent.console(), agent.console()

@@ -56,6 +56,25 @@ def package_of_1mb(tmp_path: Path, key: Path) -> Path:
     return publish(tmp_path, key, "1.1.0", {"app/firmware.bin": os.urandom(1 << 20)})
 
 
+def test_slow_lossy_link_delivers_readings_and_update(
+    migrated_site: Config, admin_keys: tuple[Path, Path], tmp_path: Path, link: Link
+) -> None:
+    """A site on a weak cellular uplink: 384 kbit/s to the admin, 4 Mbit/s back, both
+    dropping packets. Its archive goes in one 256 KiB write that takes seconds here."""
+    insert_rows(migrated_site, 30_000)
+    package = package_of_1mb(tmp_path, admin_keys[0])
+    storage = tmp_path / "data"
+    link.shape(384, QUEUE_BYTES, up_kbit=4000)
+    with site_services(migrated_site, link, socket_timeout_s=AGENT_TIMEOUT_S):
+        done = run_push(push_command(link, storage, admin_keys[0], *ADMIN,
+                                     "--update", str(package)))
+    assert done.returncode == 0, done.stderr
+    assert "first contact" in done.stdout and "pinned" in done.stdout  # over the same link
+    assert "30000 records" in done.stdout and "update v1.1.0: queued" in done.stdout
+    assert sorted(archived_sensors(storage)) == sorted(sensors(30_000))
+    pending = read_pending(migrated_site.state)
+    assert pending is not None and pending.version == "1.1.0"
+    assert link.drops() > 0  # the link did lose packets, and TCP made up for them
 
 
 

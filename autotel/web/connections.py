@@ -14,7 +14,9 @@ anyone for `timeout` seconds. Here instead:
   `header_timeout_s` (cheroot then answers 408); the body keeps the per-read socket
   timeout, so a long upload over a poor link is not cut;
 - one client address holds at most `ClientSlots.per_ip` connections; more are closed
-  as soon as they are accepted.
+  as soon as they are accepted;
+- an answer goes out at most `WRITE_PIECE` bytes per socket write, so the socket
+  timeout bounds a stalled link, not the time a slow one takes for a big piece.
 
 Left to others: many addresses together can still keep workers busy, each worker
 for at most `header_timeout_s` at a time; the size of the request line and headers
@@ -33,11 +35,12 @@ from typing import Any
 
 from cheroot import server as cheroot_server
 from cheroot.connections import ConnectionManager, prevent_socket_inheritance
-from cheroot.makefile import MakeFile, StreamReader
+from cheroot.makefile import MakeFile, StreamReader, StreamWriter
 
 log = logging.getLogger("autotel.web")
 
 TLS_HANDSHAKE_RECORD = 0x16  # the first byte of every ClientHello
+WRITE_PIECE = 16 * 1024  # one TLS record's worth: no extra framing for smaller writes
 PLAIN_HTTP_ON_TLS = b"The client sent a plain HTTP request, but this server only speaks HTTPS on this port."
 
 
@@ -110,6 +113,7 @@ class GuardedConnection(cheroot_server.HTTPConnection):
 
     def __init__(self, server: Any, sock: socket.socket, makefile: Any = MakeFile) -> None:
         super().__init__(server, sock, makefile)
+        self.wfile = PiecewiseWriter(sock, "wb", self.wbufsize)
         self.header_deadline: float | None = None
         self.rfile = DeadlineReader(sock, self, self.rbufsize)
         self.slot: str | None = None
@@ -153,7 +157,7 @@ class GuardedConnection(cheroot_server.HTTPConnection):
             log.debug("TLS handshake with %s failed: %s", self.remote_addr, e)
             return False
         self.rfile = DeadlineReader(tls, self, self.rbufsize)
-        self.wfile = MakeFile(tls, "wb", self.wbufsize)
+        self.wfile = PiecewiseWriter(tls, "wb", self.wbufsize)
         self.ssl_env = self.server.ssl_adapter.get_environ(tls)
         self._tls_pending = False
         return True
@@ -164,6 +168,27 @@ class GuardedConnection(cheroot_server.HTTPConnection):
         raw.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
                     b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
                     % (len(PLAIN_HTTP_ON_TLS), PLAIN_HTTP_ON_TLS))
+
+
+class PiecewiseWriter(StreamWriter):
+    """cheroot's socket writer, sending at most `WRITE_PIECE` bytes per socket write.
+
+    cheroot hands the socket all it has at once (a 256 KiB piece of an archive), and
+    a TLS socket's write waits for all of it under one socket timeout: over a link
+    slower than the piece per timeout, a download that was flowing was cut, on every
+    retry. In pieces, the timeout means what it says: the link took nothing for that long.
+    """
+
+    _write_buf: bytearray  # _pyio's BufferedWriter, which cheroot's writer is built on
+
+    def _flush_unlocked(self) -> None:
+        self._checkClosed()
+        while self._write_buf:
+            try:
+                sent = self.raw.write(bytes(self._write_buf[:WRITE_PIECE]))
+            except BlockingIOError as e:
+                sent = e.characters_written
+            del self._write_buf[:sent]
 
 
 class _DeadlineSocketIO(socket.SocketIO):

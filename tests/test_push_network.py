@@ -13,6 +13,7 @@ pause a slow but working link makes: a false timeout would fail the slow-link ca
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,13 +27,15 @@ from tests.network_support import (
     Link,
     NetAgent,
     cut_while,
+    finish_push,
     kernel_link,
     push_command,
     run_push,
     site_services,
+    start_push,
 )
 from tests.portal_support import publish
-from tests.push_support import archived_sensors, insert_rows
+from tests.push_support import CLIENT, archived_sensors, insert_rows
 
 AGENT_TIMEOUT_S = 2  # the agent's socket timeout (whole seconds)
 STALL_S = 2  # the admin's --stall-timeout
@@ -77,6 +80,46 @@ def test_slow_lossy_link_delivers_readings_and_update(
     assert link.drops() > 0  # the link did lose packets, and TCP made up for them
 
 
+def test_link_lost_mid_download(
+    migrated_site: Config, admin_keys: tuple[Path, Path], tmp_path: Path, link: Link
+) -> None:
+    storage, key = tmp_path / "data", admin_keys[0]
+    insert_rows(migrated_site, 100)
+    with site_services(migrated_site, link, socket_timeout_s=AGENT_TIMEOUT_S,
+                       auth_per_minute=20) as agent:
+        assert run_push(push_command(link, storage, key, *ADMIN)).returncode == 0
+        cursor = (storage / CLIENT / "cursor.json").read_text()
+        insert_rows(migrated_site, 120_000, start=100)  # about 1 MB of archive
+        link.shape(4000, QUEUE_BYTES)
+        interrupt_mid_download(link, push_command(link, storage, key, *ADMIN))
+
+        failed, seconds = cut_while(link, push_command(link, storage, key, *ADMIN),
+                                    lambda: link.delivered()[0] > 100_000,
+                                    STALL_S + MARGIN_S)
+        assert failed.returncode == 14, failed.stderr
+        assert_one_line_error(failed, "export stalled")
+        assert seconds < STALL_S + MARGIN_S
+        assert (storage / CLIENT / "cursor.json").read_text() == cursor
+        assert not list((storage / ".incoming").glob("*.part"))
+        assert sorted(archived_sensors(storage)) == sorted(sensors(100))
+
+        assert_agent_let_go(agent, link)
+        lost = [line for line in agent.log().splitlines() if "WARNING" in line]
+        assert len(lost) == 2, agent.log()
+        assert f"lost {link.admin_ip}:" in lost[0] and "closed the connection" in lost[0]
+        assert f"lost {link.admin_ip}:" in lost[1] and f"took nothing for {AGENT_TIMEOUT_S} s" in lost[1]
+        assert agent.sessions()[-1] | {"time": "-"} == {
+            "time": "-", "peer_ip": link.admin_ip, "action": "export", "records": 120_000,
+            "version": None, "status": "interrupted"}
+        other = run_push(push_command(link, tmp_path / "other", key, *ADMIN, from_site=True))
+        assert other.returncode == 0, other.stderr  # another admin, while the link is down
+        assert "120100 records" in other.stdout
+
+        link.restore()
+        again = run_push(push_command(link, storage, key, *ADMIN))
+    assert again.returncode == 0, again.stderr
+    assert "120000 records" in again.stdout
+    assert sorted(archived_sensors(storage)) == sorted(sensors(120_100))
 
 
 def test_link_lost_mid_upload(
@@ -113,6 +156,13 @@ def test_link_lost_mid_upload(
     assert sorted(archived_sensors(storage)) == sorted(sensors(100))
 
 
+def interrupt_mid_download(link: Link, push: list[str]) -> None:
+    """An admin who presses Ctrl+C while the archive arrives: its kernel resets the
+    connection under the agent's writes (in TLS, `socket.error 8` for cheroot)."""
+    proc = start_push(push)
+    wait_for(lambda: link.delivered()[0] > 100_000, 30, "the download")
+    proc.send_signal(signal.SIGINT)
+    assert finish_push(proc, 10).returncode != 0
 
 
 def assert_agent_let_go(agent: NetAgent, link: Link) -> None:

@@ -16,7 +16,10 @@ anyone for `timeout` seconds. Here instead:
 - one client address holds at most `ClientSlots.per_ip` connections; more are closed
   as soon as they are accepted;
 - an answer goes out at most `WRITE_PIECE` bytes per socket write, so the socket
-  timeout bounds a stalled link, not the time a slow one takes for a big piece.
+  timeout bounds a stalled link, not the time a slow one takes for a big piece;
+- a client that vanishes while it is answered (a reset, a TLS connection cut short,
+  a link gone silent until the socket timeout) is one warning line naming it: on poor
+  networks that is normal, no traceback's worth.
 
 Left to others: many addresses together can still keep workers busy, each worker
 for at most `header_timeout_s` at a time; the size of the request line and headers
@@ -41,6 +44,10 @@ log = logging.getLogger("autotel.web")
 
 TLS_HANDSHAKE_RECORD = 0x16  # the first byte of every ClientHello
 WRITE_PIECE = 16 * 1024  # one TLS record's worth: no extra framing for smaller writes
+# How a client that went away shows while it is answered; a TimeoutError only once
+# the answer has started (before that it is a request that stalled: cheroot's 408).
+PEER_GONE = (ssl.SSLEOFError, ssl.SSLZeroReturnError, BrokenPipeError, ConnectionResetError,
+             ConnectionAbortedError, TimeoutError)
 PLAIN_HTTP_ON_TLS = b"The client sent a plain HTTP request, but this server only speaks HTTPS on this port."
 
 
@@ -104,6 +111,29 @@ class GuardedRequest(cheroot_server.HTTPRequest):
             super().parse_request()
         finally:  # also before communicate() writes a 408, which needs the normal timeout
             self.conn.end_header_phase()
+
+    def respond(self) -> None:
+        """cheroot's answer; a client gone meanwhile closes the connection with one line
+        (cheroot would log `socket.error 8` or a write timeout with a traceback)."""
+        try:
+            super().respond()
+        except PEER_GONE as e:
+            if isinstance(e, TimeoutError) and not self.sent_headers:
+                raise
+            self.close_connection = True
+            log.warning("lost %s:%s while answering %s %s: %s", self.conn.remote_addr,
+                        self.conn.remote_port, _text(self.method), _text(self.path),
+                        _gone(e, self.server.timeout))
+
+
+def _text(raw: bytes | None) -> str:
+    return (raw or b"-").decode("ascii", "replace")[:200]
+
+
+def _gone(error: OSError, timeout_s: float) -> str:
+    if isinstance(error, TimeoutError):
+        return f"the link took nothing for {timeout_s:g} s (the client or its network is gone)"
+    return f"the client closed the connection ({type(error).__name__})"
 
 
 class GuardedConnection(cheroot_server.HTTPConnection):

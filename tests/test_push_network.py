@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import pytest
 from autotel.config import Config
 from autotel.package.pending import read_pending
 from autotel.spool.queue import Spool
-from tests.foundation_support import assert_one_line_error, wait_for
+from tests.foundation_support import assert_one_line_error, running, wait_for
 from tests.network_support import (
     Link,
     NetAgent,
@@ -171,3 +172,30 @@ def assert_agent_let_go(agent: NetAgent, link: Link) -> None:
     wait_for(lambda: not agent.connections_with(link.admin_ip), AGENT_TIMEOUT_S + MARGIN_S,
              "the agent to close the dead connection")
     assert "Traceback" not in agent.console(), agent.console()
+
+
+def test_admin_waits_for_a_busy_agent_but_not_for_a_dead_link(
+    migrated_site: Config, admin_keys: tuple[Path, Path], tmp_path: Path, link: Link
+) -> None:
+    """While the agent prepares the answer nothing flows, for minutes on a slow site PC;
+    here its runner is not started yet, so the export waits in the queue."""
+    storage = tmp_path / "data"
+    push = push_command(link, storage, admin_keys[0], *ADMIN)
+    queued = Spool(migrated_site.state).queued_names
+    insert_rows(migrated_site, 1000)
+    with site_services(migrated_site, link, runner=False, socket_timeout_s=AGENT_TIMEOUT_S,
+                       auth_per_minute=20):
+        failed, seconds = cut_while(link, push, lambda: bool(queued()), STALL_S + MARGIN_S)
+        assert failed.returncode == 14, failed.stderr
+        assert_one_line_error(failed, "export broken", "the link to it failed")
+        assert seconds < STALL_S + MARGIN_S
+
+        link.restore()
+        waiting = start_push(push)
+        wait_for(lambda: len(queued()) == 2, 30, "the second export to be queued")
+        time.sleep(STALL_S + 1)  # silent longer than --stall-timeout, on a live link
+        with running(migrated_site):
+            done = finish_push(waiting, 30)
+    assert done.returncode == 0, done.stderr
+    assert "1000 records" in done.stdout
+    assert sorted(archived_sensors(storage)) == sorted(sensors(1000))

@@ -69,10 +69,11 @@ def test_slow_lossy_link_delivers_readings_and_update(
     package = package_of_1mb(tmp_path, admin_keys[0])
     storage = tmp_path / "data"
     link.shape(384, QUEUE_BYTES, up_kbit=4000)
-    with site_services(migrated_site, link, socket_timeout_s=AGENT_TIMEOUT_S):
+    with site_services(migrated_site, link, socket_timeout_s=AGENT_TIMEOUT_S) as agent:
         done = run_push(push_command(link, storage, admin_keys[0], *ADMIN,
                                      "--update", str(package)))
     assert done.returncode == 0, done.stderr
+    assert "watchfiles" not in agent.log()  # waiting for the runner is no news for the log
     assert "first contact" in done.stdout and "pinned" in done.stdout  # over the same link
     assert "30000 records" in done.stdout and "update v1.1.0: queued" in done.stdout
     assert sorted(archived_sensors(storage)) == sorted(sensors(30_000))

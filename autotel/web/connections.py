@@ -18,8 +18,9 @@ anyone for `timeout` seconds. Here instead:
 - an answer goes out at most `WRITE_PIECE` bytes per socket write, so the socket
   timeout bounds a stalled link, not the time a slow one takes for a big piece;
 - a client that vanishes while it is answered (a reset, a TLS connection cut short,
-  a link gone silent until the socket timeout) is one warning line naming it: on poor
-  networks that is normal, no traceback's worth.
+  a link gone silent until the socket timeout) is one line naming it, a warning if it
+  lost an answer of declared length: on poor networks that is normal, no traceback's
+  worth.
 
 Left to others: many addresses together can still keep workers busy, each worker
 for at most `header_timeout_s` at a time; the size of the request line and headers
@@ -114,16 +115,22 @@ class GuardedRequest(cheroot_server.HTTPRequest):
 
     def respond(self) -> None:
         """cheroot's answer; a client gone meanwhile closes the connection with one line
-        (cheroot would log `socket.error 8` or a write timeout with a traceback)."""
+        (cheroot logged `socket.error 8` or a write timeout with a traceback): a warning
+        when it lost an answer of declared length (an archive cut short), a debug line
+        when it left an open-ended stream, which is how the portal's progress stream ends."""
         try:
             super().respond()
         except PEER_GONE as e:
             if isinstance(e, TimeoutError) and not self.sent_headers:
                 raise
             self.close_connection = True
-            log.warning("lost %s:%s while answering %s %s: %s", self.conn.remote_addr,
-                        self.conn.remote_port, _text(self.method), _text(self.path),
-                        _gone(e, self.server.timeout))
+            level = logging.WARNING if self._has_length() else logging.DEBUG
+            log.log(level, "lost %s:%s while answering %s %s: %s", self.conn.remote_addr,
+                    self.conn.remote_port, _text(self.method), _text(self.path),
+                    _gone(e, self.server.timeout))
+
+    def _has_length(self) -> bool:
+        return any(name.lower() == b"content-length" for name, _ in self.outheaders)
 
 
 def _text(raw: bytes | None) -> str:

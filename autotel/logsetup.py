@@ -13,6 +13,9 @@ def configure(logs_dir: Path, service: str, level: int = logging.INFO) -> None:
     logs_dir.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     root.setLevel(level)
+    # the runner watches its queue and the agent each job it waits for: one line per
+    # file event ("1 change detected") would bury what the log is read for
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
     for handler in list(root.handlers):
         root.removeHandler(handler)
     stream = logging.StreamHandler()

@@ -104,14 +104,7 @@ class RunnerProcess:
     def stop(self) -> int:
         """SIGTERM, as the watchdog stops it; returns the exit code."""
         assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return int(self.proc.returncode)
+        return terminate(self.proc)
 
     def children(self) -> list[int]:
         """PIDs of the runner's child processes (its step worker), from Linux /proc."""
@@ -120,6 +113,18 @@ class RunnerProcess:
             text = (task / "children").read_text().split()
             pids += [int(p) for p in text]
         return pids
+
+
+def terminate(proc: subprocess.Popen[Any]) -> int:
+    """Stop a service process with SIGTERM (SIGKILL if it ignores it); its exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return int(proc.returncode)
 
 
 @contextmanager

@@ -43,11 +43,13 @@ def busy(site: Config) -> Config:
 
 
 def insert_rows(config: Config, count: int, start: int = 0) -> None:
-    """`count` rows with sensors `s<start>` ... in one transaction."""
-    with connect(config) as conn, conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO readings (time, sensor, value) VALUES (now(), %s, %s)",
-            [(f"s{start + i}", float(i)) for i in range(count)],
+    """`count` rows with sensors `s<start>` ... in one transaction, made by the server
+    (a hundred thousand rows in a fraction of a second)."""
+    with connect(config) as conn:
+        conn.execute(
+            "INSERT INTO readings (time, sensor, value) "
+            "SELECT now(), 's' || (%s + g), g FROM generate_series(0, %s - 1) AS g",
+            (start, count),
         )
 
 

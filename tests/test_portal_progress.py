@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 import httpx
+import pytest
 
 from autotel.config import Config
 from autotel.runner.events import emit
@@ -96,7 +98,9 @@ def test_progress_needs_the_pin(bare_site: Config) -> None:
     assert answer.status_code == 401 and "error" in answer.json()
 
 
-def test_streams_are_capped_and_a_closed_one_frees_its_place(bare_site: Config) -> None:
+def test_streams_are_capped_and_a_closed_one_frees_its_place(
+    bare_site: Config, caplog: pytest.LogCaptureFixture
+) -> None:
     with running_portal(bare_site, max_sse_clients=2) as portal, client(portal) as http:
         def open_stream() -> httpx.Response:
             return http.send(http.build_request("GET", "/api/update/progress", headers=RIGHT),
@@ -120,6 +124,8 @@ def test_streams_are_capped_and_a_closed_one_frees_its_place(bare_site: Config) 
                 assert time.monotonic() < deadline, "the closed stream's place was never freed"
             time.sleep(0.2)
         first.close()
+    # closing the page is how a progress stream ends: nothing to warn about
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_stop_ends_open_streams_at_once(bare_site: Config) -> None:

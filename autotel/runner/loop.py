@@ -42,7 +42,6 @@ class Runner:
     def run_forever(self) -> None:
         self.config.state.create()
         self.lock.acquire()
-        logging.getLogger("watchfiles").setLevel(logging.WARNING)  # one line per event is noise
         try:
             self.worker.start()
             log.info("runner started for %s", self.config.state.root)

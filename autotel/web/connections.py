@@ -14,7 +14,13 @@ anyone for `timeout` seconds. Here instead:
   `header_timeout_s` (cheroot then answers 408); the body keeps the per-read socket
   timeout, so a long upload over a poor link is not cut;
 - one client address holds at most `ClientSlots.per_ip` connections; more are closed
-  as soon as they are accepted.
+  as soon as they are accepted;
+- an answer goes out at most `WRITE_PIECE` bytes per socket write, so the socket
+  timeout bounds a stalled link, not the time a slow one takes for a big piece;
+- a client that vanishes while it is answered (a reset, a TLS connection cut short,
+  a link gone silent until the socket timeout) is one line naming it, a warning if it
+  lost an answer of declared length: on poor networks that is normal, no traceback's
+  worth.
 
 Left to others: many addresses together can still keep workers busy, each worker
 for at most `header_timeout_s` at a time; the size of the request line and headers
@@ -33,11 +39,16 @@ from typing import Any
 
 from cheroot import server as cheroot_server
 from cheroot.connections import ConnectionManager, prevent_socket_inheritance
-from cheroot.makefile import MakeFile, StreamReader
+from cheroot.makefile import MakeFile, StreamReader, StreamWriter
 
 log = logging.getLogger("autotel.web")
 
 TLS_HANDSHAKE_RECORD = 0x16  # the first byte of every ClientHello
+WRITE_PIECE = 16 * 1024  # one TLS record's worth: no extra framing for smaller writes
+# How a client that went away shows while it is answered; a TimeoutError only once
+# the answer has started (before that it is a request that stalled: cheroot's 408).
+PEER_GONE = (ssl.SSLEOFError, ssl.SSLZeroReturnError, BrokenPipeError, ConnectionResetError,
+             ConnectionAbortedError, TimeoutError)
 PLAIN_HTTP_ON_TLS = b"The client sent a plain HTTP request, but this server only speaks HTTPS on this port."
 
 
@@ -102,6 +113,35 @@ class GuardedRequest(cheroot_server.HTTPRequest):
         finally:  # also before communicate() writes a 408, which needs the normal timeout
             self.conn.end_header_phase()
 
+    def respond(self) -> None:
+        """cheroot's answer; a client gone meanwhile closes the connection with one line
+        (cheroot logged `socket.error 8` or a write timeout with a traceback): a warning
+        when it lost an answer of declared length (an archive cut short), a debug line
+        when it left an open-ended stream, which is how the portal's progress stream ends."""
+        try:
+            super().respond()
+        except PEER_GONE as e:
+            if isinstance(e, TimeoutError) and not self.sent_headers:
+                raise
+            self.close_connection = True
+            level = logging.WARNING if self._has_length() else logging.DEBUG
+            log.log(level, "lost %s:%s while answering %s %s: %s", self.conn.remote_addr,
+                    self.conn.remote_port, _text(self.method), _text(self.path),
+                    _gone(e, self.server.timeout))
+
+    def _has_length(self) -> bool:
+        return any(name.lower() == b"content-length" for name, _ in self.outheaders)
+
+
+def _text(raw: bytes | None) -> str:
+    return (raw or b"-").decode("ascii", "replace")[:200]
+
+
+def _gone(error: OSError, timeout_s: float) -> str:
+    if isinstance(error, TimeoutError):
+        return f"the link took nothing for {timeout_s:g} s (the client or its network is gone)"
+    return f"the client closed the connection ({type(error).__name__})"
+
 
 class GuardedConnection(cheroot_server.HTTPConnection):
     """A connection whose header phase (TLS handshake included) has one deadline."""
@@ -110,6 +150,7 @@ class GuardedConnection(cheroot_server.HTTPConnection):
 
     def __init__(self, server: Any, sock: socket.socket, makefile: Any = MakeFile) -> None:
         super().__init__(server, sock, makefile)
+        self.wfile = PiecewiseWriter(sock, "wb", self.wbufsize)
         self.header_deadline: float | None = None
         self.rfile = DeadlineReader(sock, self, self.rbufsize)
         self.slot: str | None = None
@@ -153,7 +194,7 @@ class GuardedConnection(cheroot_server.HTTPConnection):
             log.debug("TLS handshake with %s failed: %s", self.remote_addr, e)
             return False
         self.rfile = DeadlineReader(tls, self, self.rbufsize)
-        self.wfile = MakeFile(tls, "wb", self.wbufsize)
+        self.wfile = PiecewiseWriter(tls, "wb", self.wbufsize)
         self.ssl_env = self.server.ssl_adapter.get_environ(tls)
         self._tls_pending = False
         return True
@@ -164,6 +205,27 @@ class GuardedConnection(cheroot_server.HTTPConnection):
         raw.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
                     b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
                     % (len(PLAIN_HTTP_ON_TLS), PLAIN_HTTP_ON_TLS))
+
+
+class PiecewiseWriter(StreamWriter):
+    """cheroot's socket writer, sending at most `WRITE_PIECE` bytes per socket write.
+
+    cheroot hands the socket all it has at once (a 256 KiB piece of an archive), and
+    a TLS socket's write waits for all of it under one socket timeout: over a link
+    slower than the piece per timeout, a download that was flowing was cut, on every
+    retry. In pieces, the timeout means what it says: the link took nothing for that long.
+    """
+
+    _write_buf: bytearray  # _pyio's BufferedWriter, which cheroot's writer is built on
+
+    def _flush_unlocked(self) -> None:
+        self._checkClosed()
+        while self._write_buf:
+            try:
+                sent = self.raw.write(bytes(self._write_buf[:WRITE_PIECE]))
+            except BlockingIOError as e:
+                sent = e.characters_written
+            del self._write_buf[:sent]
 
 
 class _DeadlineSocketIO(socket.SocketIO):

@@ -9,7 +9,7 @@ import typer
 
 from autotel.cli._common import say, site_config
 from autotel.cli._lists import any_value, spreading
-from autotel.crypto.tls import write_certificate
+from autotel.crypto.tls import agent_common_name, write_certificate
 from autotel.site.create import SiteOptions, create_site
 
 
@@ -50,6 +50,6 @@ def cert(
 ) -> None:
     """(Re)generate the agent's TLS certificate. Admins must then accept the new fingerprint."""
     config = site_config(ctx)
-    fingerprint = write_certificate(config.state.tls, f"autotel agent {config.client_id}", dns or [], ip or [])
+    fingerprint = write_certificate(config.state.tls, agent_common_name(config.client_id), dns or [], ip or [])
     say(f"new agent certificate SHA-256: {fingerprint}")
     say("admins must run `autotel push ... --accept-cert " + fingerprint + "` once")

@@ -62,6 +62,9 @@ def summary(result: PushResult) -> str:
     )
     if result.update is not None:
         line += f", update v{result.update_version}: {result.update.status}"
+        if result.update.status == "same_version" and result.update.error:
+            # the site may hold another package of this version: say which, and what to do
+            line += f" ({result.update.error})"
     return line
 
 

@@ -5,17 +5,22 @@ from __future__ import annotations
 import typer
 
 from autotel.cli._common import say, site_config
+from autotel.cli._panels import SITE
 
 db_app = typer.Typer(no_args_is_help=True, help="The site database.")
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(db_app, name="db")
+    app.add_typer(db_app, name="db", rich_help_panel=SITE)
 
 
 @db_app.command("migrate")
 def db_migrate(ctx: typer.Context) -> None:
-    """Apply migrations/ to the site database: each file once, in name order."""
+    """Create or update autotel's own tables (readings) in the site database.
+
+    The watchdog does it itself for the embedded database; run it once after `init --dsn`.
+    Update packages bring their migrations with them.
+    """
     from autotel.db.migrate import bundled_migrations, migrate_site
 
     applied = migrate_site(site_config(ctx))

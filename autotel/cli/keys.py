@@ -8,11 +8,12 @@ from typing import Annotated
 import typer
 
 from autotel.cli._common import say
+from autotel.cli._panels import ADMIN
 from autotel.crypto.keys import generate_keypair
 
 
 def register(app: typer.Typer) -> None:
-    app.command("keygen")(keygen)
+    app.command("keygen", rich_help_panel=ADMIN)(keygen)
 
 
 def keygen(

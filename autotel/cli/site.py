@@ -9,13 +9,15 @@ import typer
 
 from autotel.cli._common import say, site_config
 from autotel.cli._lists import any_value, spreading
+from autotel.cli._panels import SITE
 from autotel.crypto.tls import agent_common_name, write_certificate
 from autotel.site.create import SiteOptions, create_site
 
 
 def register(app: typer.Typer) -> None:
-    app.command("init")(init)
-    app.command("cert", cls=spreading({"--ip": any_value, "--dns": any_value}))(cert)
+    app.command("init", rich_help_panel=SITE)(init)
+    app.command("cert", cls=spreading({"--ip": any_value, "--dns": any_value}),
+                rich_help_panel=SITE)(cert)
 
 
 def init(

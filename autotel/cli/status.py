@@ -8,13 +8,14 @@ from typing import Annotated, Any
 import typer
 
 from autotel.cli._common import print_json, render_table, say, site_config
+from autotel.cli._panels import SITE
 
 # Fewer days left than this and `status` asks for a new licence.
 RENEW_WITHIN_DAYS = 30
 
 
 def register(app: typer.Typer) -> None:
-    app.command("status")(status)
+    app.command("status", rich_help_panel=SITE)(status)
 
 
 def status(

@@ -36,6 +36,7 @@ def test_push_prints_pin_and_summary_then_refuses_a_changed_certificate(
         done = run_push_cli(storage, admin_keys[0], agent.port)
         assert done.returncode == 0, done.stderr
         assert agent.fingerprint in done.stdout and "pinned" in done.stdout
+        assert f"no cursor for {CLIENT} in {storage}: this push exports every reading" in done.stdout
         assert "42 records" in done.stdout and str(storage / CLIENT) in done.stdout
         assert len(archived_sensors(storage)) == 42
 
@@ -55,6 +56,7 @@ def test_push_prints_pin_and_summary_then_refuses_a_changed_certificate(
         )
         assert accepted.returncode == 0, accepted.stderr
         assert "0 records" in accepted.stdout and "archive none" in accepted.stdout
+        assert "no cursor" not in accepted.stdout
     pins = json.loads((storage / "known_agents.json").read_text())
     assert pins[f"127.0.0.1:{agent.port}"]["sha256"] == agent.fingerprint
 

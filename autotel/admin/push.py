@@ -74,7 +74,11 @@ def push(request: PushRequest, notice: Callable[[str], None] = lambda _: None) -
         pinned, action = _pinned_certificate(request, storage, accept, notice)
         with AgentSession(request.host, request.port, pinned, request.timeouts) as session:
             session.authenticate(key)
-            with session.export(storage.read_cursor()) as stream:
+            cursor = storage.read_cursor()
+            if cursor is None:  # right on a first push; from a new --storage, a full re-export
+                notice(f"no cursor for {request.client_id} in {request.storage}: "
+                       "this push exports every reading the site has")
+            with session.export(cursor) as stream:
                 stored = storage.receive(stream.announced, stream.chunks)
             answer = session.send_update(offer) if offer else None
         return PushResult(

@@ -54,12 +54,18 @@ def render(report: dict[str, Any], width: int = 120) -> list[str]:
         lines.append("services:          none recorded")
     if report["recent_jobs"]:
         jobs: list[tuple[str, ...]] = [
-            (str(j["id"]), str(j["kind"]), str(j["state"]), str(j.get("error") or "").split("\n")[0])
-            for j in report["recent_jobs"]]
+            (str(j["id"]), str(j["kind"]), str(j["state"]), _job_error(j)) for j in report["recent_jobs"]]
         lines += ["", *render_table(("JOB", "KIND", "STATE", "ERROR"), jobs, width)]
     else:
         lines.append("recent jobs:       none")
     return lines
+
+
+def _job_error(job: dict[str, Any]) -> str:
+    """The first line of a job's error; for a failed apply, first the version it put back."""
+    error = str(job.get("error") or "").split("\n")[0]
+    back = job.get("rolled_back_to")
+    return f"rolled back, v{back} runs; {error}" if back else error
 
 
 def _pending(pending: dict[str, Any] | None) -> str:

@@ -110,5 +110,13 @@ def _services(config: Config) -> list[dict[str, Any]]:
 
 def _recent_jobs(config: Config) -> list[dict[str, Any]]:
     jobs = sorted(Spool(config.state).all_jobs(), key=lambda j: str(j.get("id")))[-RECENT_JOBS:]
-    return [{key: job.get(key) for key in ("id", "kind", "state", "created", "finished", "error")}
-            for job in jobs]
+    return [{**{key: job.get(key) for key in ("id", "kind", "state", "created", "finished", "error")},
+             "rolled_back_to": _rolled_back_to(job)} for job in jobs]
+
+
+def _rolled_back_to(job: dict[str, Any]) -> str | None:
+    """The version a failed apply put back (its rollback step's result), else None."""
+    result = job.get("result")
+    if job.get("state") != "failed" or not isinstance(result, dict) or not result.get("rolled_back"):
+        return None
+    return str(result.get("installed_version") or "") or None

@@ -56,8 +56,9 @@ def test_decide_refuses_a_change_not_accepted_exactly(
 
 
 def test_changed_message_says_how_to_accept() -> None:
-    with pytest.raises(CertificateChangedError, match=f"--accept-cert {NEW}"):
+    with pytest.raises(CertificateChangedError, match=f"--accept-cert {NEW}") as caught:
         decide("h:1", PINNED, NEW, None)
+    assert "autotel status shows it" in str(caught.value)  # where the admin checks it
 
 
 @pytest.mark.parametrize(

@@ -89,7 +89,7 @@ def decide(
         f"AGENT CERTIFICATE CHANGED for {address}: pinned SHA256 {pinned.sha256}, "
         f"now {presented}. "
         "Someone may be intercepting the connection, or the site made a new certificate "
-        "(autotel cert). Check the fingerprint on the site, then re-run with "
+        "(autotel cert). Check the fingerprint on the site (autotel status shows it), then re-run with "
         f"--accept-cert {presented}"
     )
 

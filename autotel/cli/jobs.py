@@ -50,7 +50,8 @@ def jobs_ls(
 @jobs_app.command("add", cls=spreading({"--param": _is_pair, "-p": _is_pair}))
 def jobs_add(
     ctx: typer.Context,
-    kind: Annotated[str, typer.Argument(help="Job kind: a file jobs/KIND.yaml (e.g. ping, export)")],
+    kind: Annotated[str, typer.Argument(
+        metavar="KIND", help="Job kind: a file jobs/KIND.yaml (e.g. ping, export)")],
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE; several after one flag, or the flag repeated")] = None,
     wait: Annotated[float, typer.Option(
         help="Wait up to this many seconds for the result (0: do not wait); the runner must run")] = 0,
@@ -73,9 +74,10 @@ def jobs_add(
 @jobs_app.command("show")
 def jobs_show(
     ctx: typer.Context,
-    job_id: Annotated[str, typer.Argument(help="A job id from `autotel jobs ls`, or its unique start")],
+    job_id: Annotated[str, typer.Argument(
+        metavar="ID", help="A job id from `autotel jobs ls`, or its unique start")],
 ) -> None:
-    """The whole record of one job (an id or a unique prefix)."""
+    """The whole record of one job, as JSON."""
     print_json(Spool(site_config(ctx).state).load(job_id))
 
 

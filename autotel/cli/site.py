@@ -21,7 +21,8 @@ def register(app: typer.Typer) -> None:
 
 
 def init(
-    directory: Annotated[Path, typer.Argument(help="Install directory of the new site")] = Path("."),
+    directory: Annotated[Path, typer.Argument(
+        metavar="DIR", help="Install directory of the new site")] = Path("."),
     client_id: Annotated[str | None, typer.Option(
         help="This site's name at the admin: the --client-id of push and licence (default: the host name)")] = None,
     public_key: Annotated[list[Path] | None, typer.Option(
@@ -42,9 +43,9 @@ def init(
         "Re-create an existing site: rewrites autotel.yaml, version.txt (to --version) and "
         "the agent certificate; jobs, backups and the database stay"))] = False,
 ) -> None:
-    """Create a site in DIRECTORY: autotel.yaml, state/, TLS certificate, version.txt.
+    """Create a site in DIR: autotel.yaml, state/, TLS certificate, version.txt.
 
-    Then put the admin's license.dat in DIRECTORY and start `autotel watchdog`.
+    Then put the admin's license.dat in DIR and start `autotel watchdog`.
     """
     options = SiteOptions(client_id, list(public_key or []), agent_port, portal_port, pin, dsn,
                           collector, version, product)

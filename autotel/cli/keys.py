@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
 
 def keygen(
     out: Annotated[Path, typer.Option(help="Folder for private.pem and public.pem")] = Path("."),
-    force: Annotated[bool, typer.Option(help="Replace an existing key pair")] = False,
+    force: Annotated[bool, typer.Option(
+        help="Replace an existing key pair; sites trust the old one until given the new public key")] = False,
 ) -> None:
     """Create the admin's RSA key pair: private.pem (mode 0600) and public.pem."""
     private, public = generate_keypair(out, overwrite=force)

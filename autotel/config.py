@@ -199,6 +199,11 @@ def config_from_values(values: dict[str, Any], path: Path, origin: str | None = 
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise ConfigError(
+            f"{path.absolute()}: a folder, not a configuration file; pass the site's file: "
+            f"--config {path / DEFAULT_CONFIG}"
+        )
     if not path.is_file():
         raise ConfigError(
             f"{path.absolute()}: configuration file not found; create a site with "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from tests.apply_support import (
     receive,
 )
 from tests.foundation_support import events_of, running
+from tests.watchdog_support import run_cli
 
 
 def apply(release: Release, **params: Any) -> dict[str, Any]:
@@ -50,6 +52,10 @@ def test_a_failing_migration_puts_everything_back(site: Config, admin_keys: tupl
     assert "0101_broken.sql" in reason and "no_such_column" in reason
     assert "Traceback" not in reason
     assert list(site.state.backups.glob("backup_v1.0.0_*.zip")), "the backup is kept"
+    status = run_cli("status", config=site).stdout  # what the admin sees on the site
+    assert "installed version: 1.0.0" in status
+    assert re.search(rf"^{job['id']}\s+apply\s+failed\s+rolled back, v1.0.0 runs; step migrate",
+                     status, re.MULTILINE), status
 
 
 def test_the_operator_can_retry_after_a_failure(site: Config, admin_keys: tuple[Path, Path],

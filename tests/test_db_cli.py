@@ -9,6 +9,8 @@ import sys
 from autotel.config import Config
 from autotel.db import connect
 from autotel.db.embedded import read_postmaster
+from autotel.lockfile import ProcessLock
+from autotel.watchdog.statusfile import watchdog_lock_file
 
 
 def _autotel(
@@ -62,3 +64,13 @@ def test_db_migrate_on_the_embedded_database_leaves_it_running(embedded_site: Co
     stopped = _autotel(embedded_site, "db", "stop")
     assert (stopped.returncode, stopped.stdout) == (0, "the embedded database is stopped\n")
     assert read_postmaster(embedded_site.state.pgdata) is None
+
+
+def test_db_stop_refuses_while_the_watchdog_runs(bare_site: Config) -> None:
+    """The watchdog's services need the database; stopping the watchdog stops it too."""
+    bare_site.state.create()
+    with ProcessLock(watchdog_lock_file(bare_site.state), "watchdog"):  # as a running watchdog
+        refused = _autotel(bare_site, "db", "stop")
+    assert refused.returncode == 7 and refused.stdout == ""
+    assert "watchdog of this site is running" in refused.stderr
+    assert "stop the watchdog instead" in refused.stderr and len(refused.stderr.splitlines()) == 1

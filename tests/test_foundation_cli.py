@@ -92,6 +92,7 @@ def test_cert_adds_the_given_names_and_changes_the_fingerprint(
     assert result.returncode == 0, result.stderr
     after = fingerprint_pem(cert.read_bytes())
     assert after != before and f"--accept-cert {after}" in result.stdout
+    assert "until it restarts" in result.stdout  # the running agent still serves the old one
     dns, ips = sans(cert)
     assert {"plant-a.example", "b.example", "localhost"} <= dns
     assert {"10.20.30.40", str(ipaddress.ip_address("fd00::7")), "127.0.0.1"} <= ips

@@ -116,6 +116,12 @@ def test_a_missing_or_unparsable_file_gives_one_clear_line(
     assert_one_line_error(cli("jobs", "ls", config=path), str(path), message)
 
 
+def test_a_folder_as_config_names_its_autotel_yaml(tmp_path: Path) -> None:
+    """`--config SITE_DIR` (the folder `autotel init` made) is a natural slip."""
+    assert_one_line_error(cli("jobs", "ls", config=tmp_path), "a folder, not a configuration file",
+                          f"--config {tmp_path / 'autotel.yaml'}")
+
+
 def test_autotel_config_env_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "elsewhere.yaml"
     path.write_text("client_id: [\n")

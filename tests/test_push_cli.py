@@ -17,7 +17,7 @@ from autotel.crypto.keys import generate_keypair
 from autotel.crypto.tls import fingerprint_pem, make_certificate
 from autotel.db.migrate import migrate_site
 from tests.agent_support import running_agent
-from tests.foundation_support import assert_one_line_error
+from tests.foundation_support import assert_one_line_error, cli
 from tests.push_support import CLIENT, Relay, archived_sensors, free_port, insert_rows, run_push_cli
 
 
@@ -36,6 +36,7 @@ def test_push_prints_pin_and_summary_then_refuses_a_changed_certificate(
         done = run_push_cli(storage, admin_keys[0], agent.port)
         assert done.returncode == 0, done.stderr
         assert agent.fingerprint in done.stdout and "pinned" in done.stdout
+        assert f"no cursor for {CLIENT} in {storage}: this push exports every reading" in done.stdout
         assert "42 records" in done.stdout and str(storage / CLIENT) in done.stdout
         assert len(archived_sensors(storage)) == 42
 
@@ -55,8 +56,27 @@ def test_push_prints_pin_and_summary_then_refuses_a_changed_certificate(
         )
         assert accepted.returncode == 0, accepted.stderr
         assert "0 records" in accepted.stdout and "archive none" in accepted.stdout
+        assert "no cursor" not in accepted.stdout
     pins = json.loads((storage / "known_agents.json").read_text())
     assert pins[f"127.0.0.1:{agent.port}"]["sha256"] == agent.fingerprint
+
+
+def test_another_sites_client_id_exits_2_and_stores_nothing(
+    migrated_site: Config, admin_keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A mistyped --client-id must not file plant_A's rows, and its cursor, as plant_B's."""
+    storage = tmp_path / "data"
+    insert_rows(migrated_site, 5)
+    with running_agent(migrated_site) as agent:
+        wrong = cli("push", "--host", "127.0.0.1", "--port", str(agent.port), "--client-id",
+                    "plant_B", "--key", str(admin_keys[0]), "--storage", str(storage))
+        assert wrong.returncode == 2
+        assert_one_line_error(wrong, "'plant_A'", "'plant_B'", "--client-id")
+        assert list((storage / "plant_B").glob("*")) == []  # no archive, no cursor
+        assert not (storage / "known_agents.json").exists()
+        right = run_push_cli(storage, admin_keys[0], agent.port)
+        assert right.returncode == 0, right.stderr
+        assert "5 records" in right.stdout
 
 
 def test_wrong_key_exits_13(migrated_site: Config, tmp_path: Path) -> None:

@@ -13,10 +13,11 @@ from autotel.admin.pinning import (
     PinAction,
     PinnedCert,
     address_of,
+    check_client,
     decide,
     normalize_fingerprint,
 )
-from autotel.crypto.tls import fingerprint_pem, make_certificate
+from autotel.crypto.tls import agent_common_name, fingerprint_pem, make_certificate
 from autotel.errors import CertificateChangedError, ConfigError
 
 OLD = "a" * 64
@@ -55,8 +56,9 @@ def test_decide_refuses_a_change_not_accepted_exactly(
 
 
 def test_changed_message_says_how_to_accept() -> None:
-    with pytest.raises(CertificateChangedError, match=f"--accept-cert {NEW}"):
+    with pytest.raises(CertificateChangedError, match=f"--accept-cert {NEW}") as caught:
         decide("h:1", PINNED, NEW, None)
+    assert "autotel status shows it" in str(caught.value)  # where the admin checks it
 
 
 @pytest.mark.parametrize(
@@ -71,6 +73,17 @@ def test_normalize_fingerprint_forms(text: str) -> None:
 def test_normalize_fingerprint_rejects(text: str) -> None:
     with pytest.raises(ConfigError):
         normalize_fingerprint(text)
+
+
+def test_check_client_compares_the_site_named_by_an_autotel_certificate() -> None:
+    site_a = make_certificate(agent_common_name("plant_A"), ["localhost"], ["127.0.0.1"])[0].decode()
+    foreign = make_certificate("someone else", ["localhost"], ["127.0.0.1"])[0].decode()
+    check_client("h:1", site_a, "plant_A")
+    check_client("h:1", foreign, "plant_B")  # not made by autotel: it names no site
+    with pytest.raises(ConfigError) as caught:
+        check_client("h:1", site_a, "plant_B")
+    assert "'plant_A'" in str(caught.value) and "'plant_B'" in str(caught.value)
+    assert "--client-id" in str(caught.value) and "nothing was exported" in str(caught.value)
 
 
 def test_address_of_brackets_ipv6() -> None:

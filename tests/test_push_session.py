@@ -56,7 +56,8 @@ def test_first_contact_pins_and_fetches_everything(
 
         again = push(push_request(tmp_path, admin_keys, agent.port), notices.append)
         assert again.pin is PinAction.TRUSTED and again.export.records == 0
-        assert again.export.archive is None and len(notices) == 1
+        assert again.export.archive is None and len(notices) == 2  # nothing new the second time
+        assert "this push exports every reading" in notices[1]
     assert sorted(archived_sensors(tmp_path / "data")) == sorted(f"s{i}" for i in range(300))
     assert sorted(p.name for p in (tmp_path / "data" / CLIENT).iterdir()) == sorted(
         [result.export.archive.name, "cursor.json"]

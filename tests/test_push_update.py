@@ -19,6 +19,7 @@ from autotel.admin.push import push
 from autotel.config import Config
 from autotel.errors import ConfigError, PackageError
 from autotel.package.pending import read_pending
+from autotel.package.zipread import file_sha256
 from tests.agent_support import running_agent, with_agent
 from tests.foundation_support import assert_one_line_error, cli
 from tests.push_support import busy, insert_rows, push_request, run_push_cli
@@ -101,6 +102,26 @@ def test_same_version_exits_0_and_forged_signature_exits_3(
         assert "invalid_sig" in refused.stdout  # the summary still reports the export
         assert_one_line_error(refused, "refused update v2.0.0", "invalid_sig")
     assert read_pending(busy_site.state) is None
+
+
+def test_same_version_with_other_content_says_why_the_site_kept_its_own(
+    site: Config, admin_keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A fixed package re-published under the pending version is not delivered: exit 0
+    (DESIGN.md), but the summary must tell the admin so, and to publish a higher version."""
+    busy_site = busy(site)
+    first = publish(tmp_path / "first", admin_keys[0], "1.1.0")
+    fixed = publish(tmp_path / "fixed", admin_keys[0], "1.1.0", payload=b"print('fixed')\n")
+    with running_agent(busy_site) as agent:
+        storage = tmp_path / "data"
+        assert run_push_cli(storage, admin_keys[0], agent.port, "--update", str(first)).returncode == 0
+        again = run_push_cli(storage, admin_keys[0], agent.port, "--update", str(fixed))
+    assert again.returncode == 0, again.stderr
+    assert "update v1.1.0: same_version (" in again.stdout
+    assert "already pending with other content" in again.stdout
+    assert "publish a higher version" in again.stdout
+    pending = read_pending(busy_site.state)
+    assert pending is not None and pending.sha256 == file_sha256(first)
 
 
 def test_package_over_the_limit_is_too_large(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from autotel.config import Config
+from autotel.crypto.tls import fingerprint_pem
 from autotel.fsutil import atomic_write_text
 from autotel.package.pending import store_pending
 from autotel.package.verify import verify_package
@@ -38,6 +39,25 @@ def test_fresh_site(bare_site: Config) -> None:
     for line in ("installed version: 1.0.0", "pending update:    none", "last sync:         never",
                  "watchdog:          not running", "services:          none recorded"):
         assert line in text
+
+
+def test_licence_ports_and_certificate(bare_site: Config, admin_keys: tuple[Path, Path]) -> None:
+    """What an admin needs before the first push: is the licence good, which port is
+    what, and which certificate fingerprint the first push must show."""
+    fingerprint = fingerprint_pem((bare_site.state.tls / "cert.pem").read_bytes())
+    report = _status(bare_site)
+    assert report["licence"]["valid"] is False and "no licence file" in report["licence"]["error"]
+    assert report["agent"] == {"host": "0.0.0.0", "port": 9876, "certificate_sha256": fingerprint}
+    assert report["portal"]["scheme"] == "http"
+    text = run_cli("status", config=bare_site).stdout
+    assert "licence:           NOT VALID (the watchdog will refuse to start)" in text
+    assert f"agent:             HTTPS port 9876 for the admin's push, certificate SHA-256 {fingerprint}" in text
+    assert "portal:            HTTP port 8000 for the operator" in text
+
+    license_site(bare_site, admin_keys[0], days=10)
+    report = _status(bare_site)
+    assert report["licence"]["valid"] is True and report["licence"]["days_left"] == 10
+    assert "(10 days left; renew it before then)" in run_cli("status", config=bare_site).stdout
 
 
 def test_pending_update_last_sync_and_jobs(bare_site: Config, admin_keys: tuple[Path, Path],

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from autotel.crypto.tls import fingerprint_pem
+from autotel.crypto.tls import certified_client_id, fingerprint_pem
 from autotel.errors import CertificateChangedError, ConfigError, UnreachableError
 from autotel.fsutil import atomic_writer
 from autotel.lockfile import ProcessLock
@@ -89,9 +89,29 @@ def decide(
         f"AGENT CERTIFICATE CHANGED for {address}: pinned SHA256 {pinned.sha256}, "
         f"now {presented}. "
         "Someone may be intercepting the connection, or the site made a new certificate "
-        "(autotel cert). Check the fingerprint on the site, then re-run with "
+        "(autotel cert). Check the fingerprint on the site (autotel status shows it), then re-run with "
         f"--accept-cert {presented}"
     )
+
+
+def check_client(address: str, pem: str, client_id: str) -> None:
+    """Is the agent at `address` the site `client_id`, as far as its certificate tells?
+
+    A push with another site's --client-id would file that site's readings under the
+    wrong client and move the wrong cursor, so later pushes could skip rows. Only a
+    certificate made by autotel names its site; any other passes.
+
+    Raises:
+        ConfigError: the certificate names another site.
+    """
+    named = certified_client_id(pem)
+    if named is not None and named != client_id:
+        raise ConfigError(
+            f"agent {address} is site {named!r} (the name in its certificate), not "
+            f"--client-id {client_id!r}; check --host, --port and --client-id (nothing was "
+            "exported or stored). If that site's client_id was changed, run `autotel cert` "
+            "there and accept its new certificate with --accept-cert"
+        )
 
 
 class KnownAgents:

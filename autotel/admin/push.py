@@ -21,6 +21,7 @@ from autotel.admin.pinning import (
     PinAction,
     PinnedCert,
     address_of,
+    check_client,
     decide,
     fetch_certificate,
     normalize_fingerprint,
@@ -58,7 +59,8 @@ def push(request: PushRequest, notice: Callable[[str], None] = lambda _: None) -
     """Run one session; `notice` hears what the admin should see before it ends.
 
     Raises:
-        ConfigError: bad key file, bad --accept-cert, bad client id, missing package.
+        ConfigError: bad key file, bad --accept-cert, bad client id, missing package, an
+            agent whose certificate names another site than the client id.
         PackageError: the --update file is not an update package.
         StateError: another push of this client is running; the storage is unusable.
         UnreachableError, CertificateChangedError, AuthRefusedError, TransferError.
@@ -72,7 +74,11 @@ def push(request: PushRequest, notice: Callable[[str], None] = lambda _: None) -
         pinned, action = _pinned_certificate(request, storage, accept, notice)
         with AgentSession(request.host, request.port, pinned, request.timeouts) as session:
             session.authenticate(key)
-            with session.export(storage.read_cursor()) as stream:
+            cursor = storage.read_cursor()
+            if cursor is None:  # right on a first push; from a new --storage, a full re-export
+                notice(f"no cursor for {request.client_id} in {request.storage}: "
+                       "this push exports every reading the site has")
+            with session.export(cursor) as stream:
                 stored = storage.receive(stream.announced, stream.chunks)
             answer = session.send_update(offer) if offer else None
         return PushResult(
@@ -96,6 +102,7 @@ def _pinned_certificate(
     pem = fetch_certificate(request.host, request.port, request.timeouts.connect_s)
     presented = fingerprint_pem(pem)
     action = decide(address, pinned, presented, accept)
+    check_client(address, pem, request.client_id)
     if action is PinAction.TRUSTED and pinned is not None:
         return pinned, action
     cert = known.pin(address, pem)

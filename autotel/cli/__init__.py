@@ -1,7 +1,7 @@
 """The `autotel` command: the only place an AutotelError becomes a message and an exit code.
 
-Each module of this package adds its commands through `register(app)`; they are
-loaded in alphabetical order of module name.
+Each module of this package adds its commands through `register(app)`; `_panels`
+says in which group and order `autotel --help` lists them.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from autotel.cli._panels import position
 from autotel.errors import AutotelError
 
 app = typer.Typer(
@@ -21,6 +22,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     help="autotel: telemetry sync and operator-confirmed updates for industrial sites.",
+    epilog=(
+        "Exit codes: 0 done · 1 other error · 2 command line or configuration · 3 signature "
+        "or licence · 4 update package refused · 5 job failed · 6 database · 7 state busy or "
+        "disk full · 11 site unreachable · 12 site certificate changed · 13 sign-in refused · "
+        "14 transfer broken.\n\nSetting up sites and the admin's routine: docs/admin-guide.md"
+    ),
 )
 
 
@@ -40,6 +47,8 @@ def _register_commands() -> None:
         if module.name.startswith("_"):
             continue
         importlib.import_module(f"{__name__}.{module.name}").register(app)
+    app.registered_commands.sort(key=lambda command: position(command.name))
+    app.registered_groups.sort(key=lambda group: position(group.name))
 
 
 _register_commands()

@@ -9,15 +9,16 @@ import typer
 
 from autotel import logsetup
 from autotel.cli._common import site_config
+from autotel.cli._panels import SERVICES
 from autotel.cli.runner import install_stop_handlers
 
 log = logging.getLogger("autotel.agent")
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("agent")
+    @app.command("agent", rich_help_panel=SERVICES)
     def agent(ctx: typer.Context) -> None:
-        """Serve the admin's sessions over HTTPS (auth, data export, update delivery)."""
+        """Serve the admin's sessions over HTTPS, default port 9876 (auth, export, updates)."""
         from autotel.web.agent import agent_fingerprint, build_agent, sweep_stale_uploads
 
         config = site_config(ctx)

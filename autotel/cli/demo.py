@@ -11,12 +11,13 @@ from typing import Annotated
 import typer
 
 from autotel.cli._common import say
+from autotel.cli._panels import TRY
 from autotel.cli.runner import install_stop_handlers
 from autotel.errors import ConfigError
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)
+    app.command("demo", rich_help_panel=TRY)(demo)
 
 
 def demo(

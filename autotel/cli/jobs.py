@@ -9,6 +9,7 @@ import typer
 
 from autotel.cli._common import print_json, render_table, say, site_config
 from autotel.cli._lists import spreading
+from autotel.cli._panels import SITE
 from autotel.errors import ConfigError, JobError
 from autotel.runner.kinds import available_kinds
 from autotel.spool.jobfile import current_step
@@ -25,7 +26,7 @@ def _is_pair(token: str) -> bool:
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(jobs_app, name="jobs")
+    app.add_typer(jobs_app, name="jobs", rich_help_panel=SITE)
 
 
 @jobs_app.command("ls")
@@ -49,9 +50,11 @@ def jobs_ls(
 @jobs_app.command("add", cls=spreading({"--param": _is_pair, "-p": _is_pair}))
 def jobs_add(
     ctx: typer.Context,
-    kind: str,
+    kind: Annotated[str, typer.Argument(
+        metavar="KIND", help="Job kind: a file jobs/KIND.yaml (e.g. ping, export)")],
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE; several after one flag, or the flag repeated")] = None,
-    wait: Annotated[float, typer.Option(help="Wait up to this many seconds for the result")] = 0,
+    wait: Annotated[float, typer.Option(
+        help="Wait up to this many seconds for the result (0: do not wait); the runner must run")] = 0,
 ) -> None:
     """Queue a job of KIND; prints its id (with --wait, then its outcome)."""
     config = site_config(ctx)
@@ -69,8 +72,12 @@ def jobs_add(
 
 
 @jobs_app.command("show")
-def jobs_show(ctx: typer.Context, job_id: str) -> None:
-    """The whole record of one job (an id or a unique prefix)."""
+def jobs_show(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(
+        metavar="ID", help="A job id from `autotel jobs ls`, or its unique start")],
+) -> None:
+    """The whole record of one job, as JSON."""
     print_json(Spool(site_config(ctx).state).load(job_id))
 
 

@@ -8,16 +8,18 @@ from typing import Annotated
 import typer
 
 from autotel.cli._common import say
+from autotel.cli._panels import ADMIN
 from autotel.crypto.keys import generate_keypair
 
 
 def register(app: typer.Typer) -> None:
-    app.command("keygen")(keygen)
+    app.command("keygen", rich_help_panel=ADMIN)(keygen)
 
 
 def keygen(
     out: Annotated[Path, typer.Option(help="Folder for private.pem and public.pem")] = Path("."),
-    force: Annotated[bool, typer.Option(help="Replace an existing key pair")] = False,
+    force: Annotated[bool, typer.Option(
+        help="Replace an existing key pair; sites trust the old one until given the new public key")] = False,
 ) -> None:
     """Create the admin's RSA key pair: private.pem (mode 0600) and public.pem."""
     private, public = generate_keypair(out, overwrite=force)

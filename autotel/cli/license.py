@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from autotel.cli._common import say, site_config
+from autotel.cli._panels import ADMIN
 from autotel.errors import ConfigError, LicenseError
 from autotel.licensing.document import parse_date
 from autotel.licensing.files import check_site_license, issue_license, today_utc
@@ -16,7 +17,7 @@ license_app = typer.Typer(no_args_is_help=True, help="Issue and check site licen
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(license_app, name="license")
+    app.add_typer(license_app, name="license", rich_help_panel=ADMIN)
 
 
 @license_app.command("issue")
@@ -25,11 +26,15 @@ def issue(
     expires: Annotated[str, typer.Option(help="Last valid day, YYYY-MM-DD (UTC)")],
     key: Annotated[Path, typer.Option(help="Admin private key (PEM)")] = Path("private.pem"),
     product: Annotated[
-        str | None, typer.Option(help="Product the site runs (default: any)")
+        str | None, typer.Option(help="Product the site runs (default: any product)")
     ] = None,
     out: Annotated[Path, typer.Option(help="Where to write the licence")] = Path("license.dat"),
 ) -> None:
-    """Sign a licence for one site; copy it to the site's install directory as license.dat."""
+    """Sign a licence for one site; copy it to the site's install directory as license.dat.
+
+    The watchdog checks it when it starts and refuses to start after the last valid day;
+    issue the next one before then (autotel status on the site shows the days left).
+    """
     try:
         expiry = parse_date(expires, "--expires")
     except LicenseError as e:

@@ -9,6 +9,7 @@ import typer
 
 from autotel import logsetup
 from autotel.cli._common import site_config
+from autotel.cli._panels import SERVICES
 from autotel.cli.runner import install_stop_handlers
 from autotel.errors import ConfigError
 
@@ -19,7 +20,7 @@ WAKE_S = 0.5
 
 
 def register(app: typer.Typer) -> None:
-    app.command("portal")(portal)
+    app.command("portal", rich_help_panel=SERVICES)(portal)
 
 
 def portal(ctx: typer.Context) -> None:

@@ -15,6 +15,7 @@ import typer
 
 from autotel.cli._common import say
 from autotel.cli._lists import any_value, spreading
+from autotel.cli._panels import ADMIN
 from autotel.crypto.signing import load_private_key
 from autotel.errors import ConfigError
 from autotel.package.build import PackageSpec, build_package
@@ -27,7 +28,7 @@ DEFAULT_VALID_DAYS = 90
 
 
 def register(app: typer.Typer) -> None:
-    app.command("publish", cls=spreading(LIST_OPTIONS))(publish)
+    app.command("publish", cls=spreading(LIST_OPTIONS), rich_help_panel=ADMIN)(publish)
 
 
 def publish(

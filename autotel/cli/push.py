@@ -10,32 +10,46 @@ import typer
 from autotel.admin.push import PushRequest, PushResult, push
 from autotel.admin.session import Timeouts, UpdateAnswer
 from autotel.cli._common import say
+from autotel.cli._panels import ADMIN
 from autotel.errors import AutotelError, PackageError, SignatureError
 
 
 def register(app: typer.Typer) -> None:
-    app.command("push")(push_command)
+    app.command("push", rich_help_panel=ADMIN)(push_command)
 
 
 def push_command(
-    host: Annotated[str, typer.Option(help="The site's address")],
-    client_id: Annotated[str, typer.Option(help="The site's client id; names its archive folder")],
-    port: Annotated[int, typer.Option(min=1, max=65535, help="The agent's port")] = 9876,
+    host: Annotated[str, typer.Option(help="The site's IP address or host name")],
+    client_id: Annotated[str, typer.Option(
+        help="The site's client_id (as in its autotel.yaml); names its archive folder")],
+    port: Annotated[int, typer.Option(
+        min=1, max=65535, help="The agent's port (the site's agent.port)")] = 9876,
     update: Annotated[Path | None, typer.Option(help="An update_vX.Y.Z.zip to deliver")] = None,
     key: Annotated[Path, typer.Option(help="The admin's private key")] = Path("private.pem"),
-    storage: Annotated[Path, typer.Option(help="Archives, cursors and pinned certificates")] = Path(
+    storage: Annotated[Path, typer.Option(help=(
+        "Archives, cursors and pinned certificates; use the same folder for every push "
+        "(a new one starts over: every row again, certificates pinned anew)"))] = Path(
         "data_storage"
     ),
     accept_cert: Annotated[
         str | None,
-        typer.Option(help="Accept this new SHA-256 certificate fingerprint of the agent"),
+        typer.Option(help=(
+            "Accept the agent's new certificate with this SHA-256 fingerprint (check it "
+            "first on the site: autotel status)")),
     ] = None,
     connect_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to connect")] = 10.0,
     stall_timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds without data before a transfer counts as broken")
     ] = 60.0,
 ) -> None:
-    """One session with a site's agent: sign in, pull new readings, deliver an update."""
+    """One session with a site's agent: sign in, pull new readings, deliver an update.
+
+    Exit 0 when done (an update the site already has included); 2 bad command line or
+    key file, or the site is not --client-id; 3/4 update refused; 7 another push of this
+    client runs, or the storage is unusable; 11 unreachable; 12 certificate changed; 13
+    sign-in refused (key not trusted, or too many sign-ins a minute); 14 transfer broken.
+    A failed push loses no readings: run it again.
+    """
     request = PushRequest(
         host=host,
         client_id=client_id,
@@ -62,6 +76,9 @@ def summary(result: PushResult) -> str:
     )
     if result.update is not None:
         line += f", update v{result.update_version}: {result.update.status}"
+        if result.update.status == "same_version" and result.update.error:
+            # the site may hold another package of this version: say which, and what to do
+            line += f" ({result.update.error})"
     return line
 
 

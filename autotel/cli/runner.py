@@ -9,10 +9,11 @@ import typer
 
 from autotel import logsetup
 from autotel.cli._common import site_config
+from autotel.cli._panels import SERVICES
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("runner")
+    @app.command("runner", rich_help_panel=SERVICES)
     def runner(ctx: typer.Context) -> None:
         """Run queued jobs (state/jobs/queue/) until stopped."""
         from autotel.runner.loop import Runner

@@ -9,29 +9,44 @@ import typer
 
 from autotel.cli._common import say, site_config
 from autotel.cli._lists import any_value, spreading
-from autotel.crypto.tls import write_certificate
+from autotel.cli._panels import SITE
+from autotel.crypto.tls import agent_common_name, write_certificate
 from autotel.site.create import SiteOptions, create_site
 
 
 def register(app: typer.Typer) -> None:
-    app.command("init")(init)
-    app.command("cert", cls=spreading({"--ip": any_value, "--dns": any_value}))(cert)
+    app.command("init", rich_help_panel=SITE)(init)
+    app.command("cert", cls=spreading({"--ip": any_value, "--dns": any_value}),
+                rich_help_panel=SITE)(cert)
 
 
 def init(
-    directory: Annotated[Path, typer.Argument(help="Install directory of the new site")] = Path("."),
-    client_id: Annotated[str | None, typer.Option(help="This site's name at the admin")] = None,
-    public_key: Annotated[list[Path] | None, typer.Option(help="Admin public key (PEM) to trust; repeatable")] = None,
-    agent_port: Annotated[int | None, typer.Option(min=0, max=65535)] = None,
-    portal_port: Annotated[int | None, typer.Option(min=0, max=65535)] = None,
-    pin: Annotated[str | None, typer.Option(help="Portal PIN (default: a random 6-digit PIN)")] = None,
+    directory: Annotated[Path, typer.Argument(
+        metavar="DIR", help="Install directory of the new site")] = Path("."),
+    client_id: Annotated[str | None, typer.Option(
+        help="This site's name at the admin: the --client-id of push and licence (default: the host name)")] = None,
+    public_key: Annotated[list[Path] | None, typer.Option(
+        help="Admin public key (PEM) to trust, copied to keys/; repeatable")] = None,
+    agent_port: Annotated[int | None, typer.Option(
+        min=0, max=65535, help="HTTPS port the admin's push connects to (default: 9876)")] = None,
+    portal_port: Annotated[int | None, typer.Option(
+        min=0, max=65535, help="HTTP port of the operator page (default: 8000)")] = None,
+    pin: Annotated[str | None, typer.Option(
+        help="Operator's portal PIN (default: a random 6-digit one, printed; kept in autotel.yaml)")] = None,
     dsn: Annotated[str | None, typer.Option(help="PostgreSQL DSN (default: embedded database)")] = None,
-    collector: Annotated[str | None, typer.Option(help="Command of the site's collector")] = None,
+    collector: Annotated[str | None, typer.Option(
+        help="Command line of the site's collector, run by the watchdog (default: none)")] = None,
     version: Annotated[str, typer.Option(help="Installed version X.Y.Z")] = "1.0.0",
-    product: Annotated[str | None, typer.Option(help="Product name updates must match")] = None,
-    force: Annotated[bool, typer.Option(help="Re-create an existing site")] = False,
+    product: Annotated[str | None, typer.Option(
+        help="Product name updates must match (default: autotel)")] = None,
+    force: Annotated[bool, typer.Option(help=(
+        "Re-create an existing site: rewrites autotel.yaml, version.txt (to --version) and "
+        "the agent certificate; jobs, backups and the database stay"))] = False,
 ) -> None:
-    """Create a site in DIRECTORY: autotel.yaml, state/, TLS certificate, version.txt."""
+    """Create a site in DIR: autotel.yaml, state/, TLS certificate, version.txt.
+
+    Then put the admin's license.dat in DIR and start `autotel watchdog`.
+    """
     options = SiteOptions(client_id, list(public_key or []), agent_port, portal_port, pin, dsn,
                           collector, version, product)
     site = create_site(directory, options, force=force)
@@ -45,11 +60,20 @@ def init(
 
 def cert(
     ctx: typer.Context,
-    ip: Annotated[list[str] | None, typer.Option(help="Extra IP addresses for the certificate")] = None,
-    dns: Annotated[list[str] | None, typer.Option(help="Extra DNS names for the certificate")] = None,
+    ip: Annotated[list[str] | None, typer.Option(
+        help="IP addresses to add (this PC's own are always in it)")] = None,
+    dns: Annotated[list[str] | None, typer.Option(
+        help="DNS names to add (this PC's own are always in it)")] = None,
 ) -> None:
-    """(Re)generate the agent's TLS certificate. Admins must then accept the new fingerprint."""
+    """Make a new TLS certificate for the agent; its old one is no longer valid.
+
+    Admins trust the agent by its certificate's fingerprint, pinned on their first push,
+    not by the names in it. After a new one, restart the site's services, then each
+    admin accepts the new fingerprint once (`autotel push ... --accept-cert SHA256`).
+    """
     config = site_config(ctx)
-    fingerprint = write_certificate(config.state.tls, f"autotel agent {config.client_id}", dns or [], ip or [])
+    fingerprint = write_certificate(config.state.tls, agent_common_name(config.client_id), dns or [], ip or [])
     say(f"new agent certificate SHA-256: {fingerprint}")
-    say("admins must run `autotel push ... --accept-cert " + fingerprint + "` once")
+    say("a running agent keeps serving the old one until it restarts: restart the watchdog")
+    say("admins who pushed to this site before: run `autotel push ... --accept-cert "
+        + fingerprint + "` once")

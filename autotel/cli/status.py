@@ -8,17 +8,21 @@ from typing import Annotated, Any
 import typer
 
 from autotel.cli._common import print_json, render_table, say, site_config
+from autotel.cli._panels import SITE
+
+# Fewer days left than this and `status` asks for a new licence.
+RENEW_WITHIN_DAYS = 30
 
 
 def register(app: typer.Typer) -> None:
-    app.command("status")(status)
+    app.command("status", rich_help_panel=SITE)(status)
 
 
 def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
-    """Installed version, pending update, last sync, services and recent jobs."""
+    """Installed version, pending update, last sync, licence, ports, services and recent jobs."""
     from autotel.watchdog.sitestatus import site_status
 
     report = site_status(site_config(ctx))
@@ -36,6 +40,9 @@ def render(report: dict[str, Any], width: int = 120) -> list[str]:
         f"installed version: {report['installed_version']}",
         f"pending update:    {_pending(report['pending_update'])}",
         f"last sync:         {report['last_sync'] or 'never'}",
+        f"licence:           {_licence(report['licence'])}",
+        f"agent:             {_agent(report['agent'])}",
+        f"portal:            {_portal(report['portal'])}",
         f"watchdog:          {_watchdog(report['watchdog'])}",
     ]
     if report["services"]:
@@ -47,12 +54,18 @@ def render(report: dict[str, Any], width: int = 120) -> list[str]:
         lines.append("services:          none recorded")
     if report["recent_jobs"]:
         jobs: list[tuple[str, ...]] = [
-            (str(j["id"]), str(j["kind"]), str(j["state"]), str(j.get("error") or "").split("\n")[0])
-            for j in report["recent_jobs"]]
+            (str(j["id"]), str(j["kind"]), str(j["state"]), _job_error(j)) for j in report["recent_jobs"]]
         lines += ["", *render_table(("JOB", "KIND", "STATE", "ERROR"), jobs, width)]
     else:
         lines.append("recent jobs:       none")
     return lines
+
+
+def _job_error(job: dict[str, Any]) -> str:
+    """The first line of a job's error; for a failed apply, first the version it put back."""
+    error = str(job.get("error") or "").split("\n")[0]
+    back = job.get("rolled_back_to")
+    return f"rolled back, v{back} runs; {error}" if back else error
 
 
 def _pending(pending: dict[str, Any] | None) -> str:
@@ -63,6 +76,28 @@ def _pending(pending: dict[str, Any] | None) -> str:
     ready = ", unpacked ahead" if pending.get("unpacked_ahead") else ""
     return (f"v{pending['version']} received {pending['received_at']} "
             f"(sha256 {pending['sha256'][:12]}…{ready}); confirm it in the portal")
+
+
+def _licence(licence: dict[str, Any]) -> str:
+    if not licence["valid"]:
+        return f"NOT VALID (the watchdog will refuse to start): {licence['error']}"
+    days = licence["days_left"]
+    soon = "; renew it before then" if days <= RENEW_WITHIN_DAYS else ""
+    return f"valid through {licence['expires']} ({days} days left{soon})"
+
+
+def _listening(section: dict[str, Any]) -> str:
+    everywhere = section["host"] in ("0.0.0.0", "::", "")
+    return f"port {section['port']}" if everywhere else f"{section['host']}:{section['port']}"
+
+
+def _agent(agent: dict[str, Any]) -> str:
+    fingerprint = agent["certificate_sha256"] or "missing (run `autotel cert`)"
+    return f"HTTPS {_listening(agent)} for the admin's push, certificate SHA-256 {fingerprint}"
+
+
+def _portal(portal: dict[str, Any]) -> str:
+    return f"{portal['scheme'].upper()} {_listening(portal)} for the operator (PIN: portal.pin in autotel.yaml)"
 
 
 def _watchdog(watchdog: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ import typer
 
 from autotel import logsetup
 from autotel.cli._common import site_config
+from autotel.cli._panels import SITE
 from autotel.cli.runner import install_stop_handlers
 from autotel.licensing.files import check_site_license
 from autotel.lockfile import ProcessLock
@@ -17,11 +18,16 @@ log = logging.getLogger("autotel.watchdog")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("watchdog")(watchdog)
+    app.command("watchdog", rich_help_panel=SITE)(watchdog)
 
 
 def watchdog(ctx: typer.Context) -> None:
-    """Check the licence, then run and supervise runner, agent, portal and the collector."""
+    """Check the licence, then run and supervise runner, agent, portal and the collector.
+
+    Runs in the foreground until Ctrl+C (Ctrl+Break on Windows) or SIGTERM; start it at
+    boot. It needs license.dat in the install directory. With the embedded database (no
+    DSN) it starts that first and brings autotel's tables up to date. Logs: state/logs/.
+    """
     from autotel.watchdog.database import (
         is_embedded,
         start_embedded_database,

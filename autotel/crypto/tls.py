@@ -25,6 +25,8 @@ from autotel.errors import ConfigError
 from autotel.fsutil import atomic_write_bytes
 
 VALID_DAYS = 3650
+# The subject of an agent certificate autotel makes: this prefix, then the site's client_id.
+AGENT_NAME_PREFIX = "autotel agent "
 
 
 def fingerprint_der(der: bytes) -> str:
@@ -35,6 +37,26 @@ def fingerprint_der(der: bytes) -> str:
 def fingerprint_pem(pem: str | bytes) -> str:
     text = pem.decode("ascii") if isinstance(pem, bytes) else pem
     return fingerprint_der(ssl.PEM_cert_to_DER_cert(text))
+
+
+def agent_common_name(client_id: str) -> str:
+    """The certificate subject of the agent of site `client_id`."""
+    return AGENT_NAME_PREFIX + client_id
+
+
+def certified_client_id(pem: str) -> str | None:
+    """The client_id an agent certificate made by autotel names; None for any other certificate.
+
+    Lets an admin notice a push to the wrong site before anything is exported or stored.
+    The name proves nothing by itself: the certificate is trusted by its pin, not its name.
+    """
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode("ascii"))
+    except ValueError:
+        return None
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    name = str(names[0].value) if names else ""
+    return name.removeprefix(AGENT_NAME_PREFIX) if name.startswith(AGENT_NAME_PREFIX) else None
 
 
 def machine_names() -> tuple[list[str], list[str]]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from autotel.config import SEMVER_PATTERN, config_from_values, render_yaml
 from autotel.crypto.signing import load_public_key
-from autotel.crypto.tls import write_certificate
+from autotel.crypto.tls import agent_common_name, write_certificate
 from autotel.errors import ConfigError
 from autotel.fsutil import atomic_write_bytes, atomic_write_text
 
@@ -62,7 +62,7 @@ def create_site(directory: Path, options: SiteOptions, *, force: bool = False) -
     atomic_write_text(config_path, "# autotel site configuration (written by `autotel init`)\n" + render_yaml(values))
     config.state.create()
     atomic_write_text(config.state.version_file, options.version + "\n")
-    fingerprint = write_certificate(config.state.tls, f"autotel agent {client_id}")
+    fingerprint = write_certificate(config.state.tls, agent_common_name(client_id))
     return CreatedSite(config_path, pin, fingerprint, client_id)
 
 

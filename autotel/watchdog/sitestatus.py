@@ -1,8 +1,10 @@
-"""What `autotel status` reports: version, pending update, last sync, services, recent jobs.
+"""What `autotel status` reports: version, pending update, last sync, licence, the agent's and
+the portal's ports, the agent's certificate, services, recent jobs.
 
-Reads only: the state directory, the watchdog's services file (trusted only while
-the watchdog holds its lock, and each pid checked against the live system), and the
-job spool. A damaged part is reported as such, never a reason to report nothing.
+Reads only: the state directory, the licence, the watchdog's services file (trusted
+only while the watchdog holds its lock, and each pid checked against the live
+system), and the job spool. A damaged part is reported as such, never a reason to
+report nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from typing import Any
 
 from autotel.apply.workdir import WorkDir
 from autotel.config import Config
+from autotel.crypto.tls import fingerprint_pem
 from autotel.errors import AutotelError
+from autotel.licensing.files import check_site_license, today_utc
 from autotel.lockfile import ProcessLock
 from autotel.package.pending import read_pending
 from autotel.spool.queue import Spool
@@ -30,6 +34,11 @@ def site_status(config: Config) -> dict[str, Any]:
         "installed_version": paths.installed_version(),
         "pending_update": _pending(config),
         "last_sync": _read_text(paths.last_sync),
+        "licence": _licence(config),
+        "agent": {"host": config.agent.host, "port": config.agent.port,
+                  "certificate_sha256": _certificate(config)},
+        "portal": {"host": config.portal.host, "port": config.portal.port,
+                   "scheme": "https" if config.portal.tls else "http"},
         "watchdog": _watchdog(config),
         "services": _services(config),
         "recent_jobs": _recent_jobs(config),
@@ -47,6 +56,23 @@ def _pending(config: Config) -> dict[str, Any] | None:
     data["path"] = str(pending.path)
     data["unpacked_ahead"] = WorkDir.of_pending(config.state, pending.sha256).is_staged()
     return data
+
+
+def _licence(config: Config) -> dict[str, Any]:
+    """What the watchdog's check would say now: it refuses to start without a valid licence."""
+    try:
+        lic = check_site_license(config)
+    except AutotelError as e:
+        return {"valid": False, "error": str(e)}
+    return {"valid": True, "expires": lic.expires.isoformat(), "days_left": lic.days_left(today_utc())}
+
+
+def _certificate(config: Config) -> str | None:
+    """SHA-256 of the agent's certificate on disk (what admins pin); None when it is missing."""
+    try:
+        return fingerprint_pem((config.state.tls / "cert.pem").read_bytes())
+    except (OSError, ValueError):
+        return None
 
 
 def _read_text(path: Any) -> str | None:
@@ -84,5 +110,13 @@ def _services(config: Config) -> list[dict[str, Any]]:
 
 def _recent_jobs(config: Config) -> list[dict[str, Any]]:
     jobs = sorted(Spool(config.state).all_jobs(), key=lambda j: str(j.get("id")))[-RECENT_JOBS:]
-    return [{key: job.get(key) for key in ("id", "kind", "state", "created", "finished", "error")}
-            for job in jobs]
+    return [{**{key: job.get(key) for key in ("id", "kind", "state", "created", "finished", "error")},
+             "rolled_back_to": _rolled_back_to(job)} for job in jobs]
+
+
+def _rolled_back_to(job: dict[str, Any]) -> str | None:
+    """The version a failed apply put back (its rollback step's result), else None."""
+    result = job.get("result")
+    if job.get("state") != "failed" or not isinstance(result, dict) or not result.get("rolled_back"):
+        return None
+    return str(result.get("installed_version") or "") or None

@@ -13,7 +13,7 @@ from autotel.admin.pinning import (
     PinAction,
     PinnedCert,
     address_of,
-    check_client,
+    client_mismatch,
     decide,
     normalize_fingerprint,
 )
@@ -75,15 +75,14 @@ def test_normalize_fingerprint_rejects(text: str) -> None:
         normalize_fingerprint(text)
 
 
-def test_check_client_compares_the_site_named_by_an_autotel_certificate() -> None:
+def test_client_mismatch_compares_the_site_named_by_an_autotel_certificate() -> None:
     site_a = make_certificate(agent_common_name("plant_A"), ["localhost"], ["127.0.0.1"])[0].decode()
     foreign = make_certificate("someone else", ["localhost"], ["127.0.0.1"])[0].decode()
-    check_client("h:1", site_a, "plant_A")
-    check_client("h:1", foreign, "plant_B")  # not made by autotel: it names no site
-    with pytest.raises(ConfigError) as caught:
-        check_client("h:1", site_a, "plant_B")
-    assert "'plant_A'" in str(caught.value) and "'plant_B'" in str(caught.value)
-    assert "--client-id" in str(caught.value) and "nothing was exported" in str(caught.value)
+    assert client_mismatch("h:1", site_a, "plant_A") is None
+    assert client_mismatch("h:1", foreign, "plant_B") is None  # not made by autotel: no site named
+    warning = client_mismatch("h:1", site_a, "plant_B")
+    assert warning is not None and "'plant_A'" in warning and "'plant_B'" in warning
+    assert "--client-id" in warning
 
 
 def test_address_of_brackets_ipv6() -> None:

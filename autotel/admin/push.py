@@ -21,7 +21,7 @@ from autotel.admin.pinning import (
     PinAction,
     PinnedCert,
     address_of,
-    check_client,
+    client_mismatch,
     decide,
     fetch_certificate,
     normalize_fingerprint,
@@ -59,8 +59,7 @@ def push(request: PushRequest, notice: Callable[[str], None] = lambda _: None) -
     """Run one session; `notice` hears what the admin should see before it ends.
 
     Raises:
-        ConfigError: bad key file, bad --accept-cert, bad client id, missing package, an
-            agent whose certificate names another site than the client id.
+        ConfigError: bad key file, bad --accept-cert, bad client id, missing package.
         PackageError: the --update file is not an update package.
         StateError: another push of this client is running; the storage is unusable.
         UnreachableError, CertificateChangedError, AuthRefusedError, TransferError.
@@ -102,7 +101,8 @@ def _pinned_certificate(
     pem = fetch_certificate(request.host, request.port, request.timeouts.connect_s)
     presented = fingerprint_pem(pem)
     action = decide(address, pinned, presented, accept)
-    check_client(address, pem, request.client_id)
+    if mismatch := client_mismatch(address, pem, request.client_id):
+        notice(mismatch)
     if action is PinAction.TRUSTED and pinned is not None:
         return pinned, action
     cert = known.pin(address, pem)

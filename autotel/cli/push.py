@@ -45,7 +45,7 @@ def push_command(
     """One session with a site's agent: sign in, pull new readings, deliver an update.
 
     Exit 0 when done (an update the site already has included); 2 bad command line or
-    key file, or the site is not --client-id; 3/4 update refused; 7 another push of this
+    key file; 3/4 update refused; 7 another push of this
     client runs, or the storage is unusable; 11 unreachable; 12 certificate changed; 13
     sign-in refused (key not trusted, or too many sign-ins a minute); 14 transfer broken.
     A failed push loses no readings: run it again.

@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
     @app.command("agent")
     def agent(ctx: typer.Context) -> None:
         """Serve the admin's sessions over HTTPS (auth, data export, update delivery)."""
+        from autotel.export.mark import check_at_start
         from autotel.web.agent import agent_fingerprint, build_agent, sweep_stale_uploads
 
         config = site_config(ctx)
@@ -27,6 +28,9 @@ def register(app: typer.Typer) -> None:
         stop = threading.Event()
         install_stop_handlers(stop)
         handle.start_background()
+        # A restored database is noticed now, before its counter passes the export mark;
+        # on a thread, so a database that is slow to start never delays serving.
+        threading.Thread(target=check_at_start, args=(config,), name="mark-check", daemon=True).start()
         log.info(
             "agent listening on https://%s:%d, certificate SHA-256 %s",
             config.agent.host,

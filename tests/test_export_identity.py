@@ -17,7 +17,7 @@ import pytest
 
 from autotel.admin.push import PushResult, push
 from autotel.config import Config
-from autotel.db import connect, stop_embedded
+from autotel.db import connect, dsn_for, stop_embedded
 from autotel.db.migrate import migrate_site
 from autotel.export.cursor import encode_cursor, parse_cursor
 from autotel.export.mark import MARK_FILE, check_at_start
@@ -114,7 +114,8 @@ def test_a_restore_from_an_older_physical_backup_loses_no_new_row(
     stop_embedded(site)
     shutil.rmtree(site.state.pgdata)
     subprocess.run(["cp", "-a", str(backup), str(site.state.pgdata)], check=True)
-    check_at_start(site)  # what `autotel agent` does when the restored site comes back
+    dsn_for(site)  # the watchdog starts the embedded database before the services,
+    check_at_start(site)  # and `autotel agent` checks the mark when it starts
     insert_each(site, sensors("c", 40))
     with connect(site) as conn:
         row = conn.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text").fetchone()

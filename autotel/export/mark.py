@@ -222,9 +222,21 @@ def read_state(conn: psycopg.Connection[Any]) -> DatabaseState:
 
 def check_at_start(config: Config) -> None:
     """The agent's check when it starts, so a restored database is noticed before its
-    counter passes the mark. Never raises: the agent serves whatever happens here."""
-    from autotel.db import connect
+    counter passes the mark. Never raises: the agent serves whatever happens here.
 
+    An embedded server that is not running is left alone (the watchdog starts it before
+    the services; the first export checks anyway): starting it here would leave a
+    server no one stops behind a bare `autotel agent`.
+    """
+    from autotel.db import connect
+    from autotel.db.connection import configured_dsn
+    from autotel.db.embedded import ServerState, classify, read_postmaster
+
+    if not configured_dsn(config):
+        info = read_postmaster(config.state.pgdata)
+        if info is None or classify(info) is not ServerState.READY:
+            log.info("export mark not checked at start: the embedded database is not running")
+            return
     try:
         with connect(config, autocommit=True) as conn:
             db = read_state(conn)

@@ -12,11 +12,14 @@ import pytest
 from autotel.export.archive import archive_name, prune
 from autotel.export.cursor import (
     BadExportRequest,
+    CursorOrigin,
     ExportRequest,
     SnapshotMark,
     decode_cursor,
     encode_cursor,
+    parse_cursor,
 )
+from autotel.export.mark import DatabaseState, ExportMark, cursor_misfit, reconcile
 
 
 def _b64(text: str) -> str:
@@ -130,3 +133,61 @@ def test_prune_keeps_the_served_and_newer_archives(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [names[1], names[3], names[4], ".tmpfile.jsonl.gz.tmp"]
     )
+
+
+def test_v2_cursor_round_trips_with_its_origin() -> None:
+    origin = CursorOrigin("-7713714469134170648", 3)
+    cursor = encode_cursor(SnapshotMark(700, 800, (750,)), origin)
+    assert cursor.startswith("v2.")
+    assert parse_cursor(cursor) == (SnapshotMark(700, 800, (750,)), origin)
+    assert parse_cursor(encode_cursor(SnapshotMark(5, 5))) == (SnapshotMark(5, 5), None)
+    request = ExportRequest.from_query(None, cursor)
+    assert ExportRequest.from_params(request.to_params()) == request
+    for bad in ["v2." + _b64("1/2"), "v2." + _b64("x/1/5:5:"), "v2." + _b64("1//5:5:"),
+                "v3." + _b64("1/2/5:5:")]:
+        with pytest.raises(BadExportRequest):
+            parse_cursor(bad)
+    with pytest.raises(BadExportRequest):
+        ExportRequest.from_params({"after": "5:5:", "origin": "1/2/3"})
+
+
+DB = DatabaseState("42", 900)
+MARK = ExportMark("42", 7, 850)
+
+
+@pytest.mark.parametrize(
+    ("mark", "db", "expected", "problem"),
+    [
+        (None, DB, ExportMark("42", 1000, 900), ""),
+        (MARK, DB, MARK, ""),
+        (MARK, DatabaseState("42", 850), MARK, ""),
+        (MARK, DatabaseState("42", 849), ExportMark("42", 8, 849), "went back in time"),
+        (MARK, DatabaseState("43", 2000), ExportMark("43", 8, 2000), "another PostgreSQL"),
+    ],
+)
+def test_reconcile(mark: ExportMark | None, db: DatabaseState, expected: ExportMark,
+                   problem: str) -> None:
+    result = reconcile(mark, db, fresh_epoch=1000)
+    assert result.mark == expected
+    assert problem in result.problem and bool(problem) == bool(result.problem)
+
+
+@pytest.mark.parametrize(
+    ("after", "origin", "mark", "reason"),
+    [
+        (None, None, MARK, ""),
+        (SnapshotMark(800, 850), CursorOrigin("42", 7), MARK, ""),
+        (SnapshotMark(800, 850), CursorOrigin("41", 7), MARK, "another database"),
+        (SnapshotMark(800, 850), CursorOrigin("42", 6), MARK, "epoch 7, the cursor's 6"),
+        (SnapshotMark(800, 950), CursorOrigin("42", 7), MARK, "counter behind"),
+        (SnapshotMark(800, 850), None, ExportMark("42", 7, 850, v1=True), ""),
+        (SnapshotMark(800, 950), None, ExportMark("42", 7, 850, v1=True), "counter behind"),
+        (SnapshotMark(800, 850), None, MARK, "without identity"),
+        (SnapshotMark(800, 850), CursorOrigin("42", 9), None, ""),
+    ],
+)
+def test_cursor_misfit(after: SnapshotMark | None, origin: CursorOrigin | None,
+                       mark: ExportMark | None, reason: str) -> None:
+    found = cursor_misfit(ExportRequest(after=after, origin=origin), mark, DB)
+    assert reason in found and bool(reason) == bool(found)
+    assert found.isascii()  # it goes out as a header

@@ -79,6 +79,8 @@ def push(request: PushRequest, notice: Callable[[str], None] = lambda _: None) -
                        "this push exports every reading the site has")
             with session.export(cursor) as stream:
                 stored = storage.receive(stream.announced, stream.chunks)
+            if stream.announced.reset:
+                notice(reset_notice(request.client_id, stream.announced.reset))
             answer = session.send_update(offer) if offer else None
         return PushResult(
             address_of(request.host, request.port),
@@ -89,6 +91,14 @@ def push(request: PushRequest, notice: Callable[[str], None] = lambda _: None) -
             answer,
             offer.version if offer else None,
         )
+
+
+def reset_notice(client_id: str, reason: str) -> str:
+    """What the admin reads when the site answered a cursor that no longer fit with every row."""
+    return (
+        f"site {client_id}: its database changed since the last push ({reason}); every "
+        "reading was exported again, so some may repeat earlier archives"
+    )
 
 
 def _pinned_certificate(

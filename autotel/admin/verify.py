@@ -35,6 +35,7 @@ class Announced:
     records: int
     cursor: str
     period_end: str
+    reset: str = ""  # X-Cursor-Reset: the site's database changed; every row was sent
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> Announced:
@@ -45,6 +46,7 @@ class Announced:
             records=_count_header(headers, "X-Record-Count"),
             cursor=_required(headers, "X-Cursor"),
             period_end=headers.get("X-Period-End", ""),
+            reset=headers.get("X-Cursor-Reset", "").strip(),
         )
 
 

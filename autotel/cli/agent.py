@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
     @app.command("agent", rich_help_panel=SERVICES)
     def agent(ctx: typer.Context) -> None:
         """Serve the admin's sessions over HTTPS, default port 9876 (auth, export, updates)."""
+        from autotel.export.mark import check_at_start
         from autotel.web.agent import agent_fingerprint, build_agent, sweep_stale_uploads
 
         config = site_config(ctx)
@@ -28,6 +29,9 @@ def register(app: typer.Typer) -> None:
         stop = threading.Event()
         install_stop_handlers(stop)
         handle.start_background()
+        # A restored database is noticed now, before its counter passes the export mark;
+        # on a thread, so a database that is slow to start never delays serving.
+        threading.Thread(target=check_at_start, args=(config,), name="mark-check", daemon=True).start()
         log.info(
             "agent listening on https://%s:%d, certificate SHA-256 %s",
             config.agent.host,

@@ -10,8 +10,15 @@ visible in one snapshot and stays visible in every later one, so each row is
 exported once. Unlike a bare `xmin` boundary, a transaction left open for an hour
 does not hold back the rows that committed around it.
 
-The cursor is `v1.` and the snapshot text in base64url; the version leaves room to
-change its form later.
+A snapshot means something only in the database that took it: a re-created
+database (new disk, reinstall, wiped embedded folder, restore from a dump) or one
+restored from an older physical backup hands out transaction ids the old cursor
+claims to have seen, and their rows would be skipped until the counter passed the
+cursor. So a cursor (`v2.`, base64url of `<system_identifier>/<epoch>/<snapshot>`)
+names the cluster that issued it (`pg_control_system()`) and the site's export
+epoch, which `autotel.export.mark` moves on when the database went back in time.
+A cursor that does not fit is answered with every row (`autotel.export.writer`).
+`v1.` cursors (the snapshot alone, issued before) are still accepted.
 """
 
 from __future__ import annotations
@@ -26,10 +33,11 @@ from typing import Any
 
 from autotel.timeutil import iso, parse_iso
 
-CURSOR_VERSION = 1
+CURSOR_VERSION = 2
 MAX_CURSOR_CHARS = 65_536
 MAX_XID = 2**63 - 1
 _CURSOR_PATTERN = re.compile(r"v(\d{1,3})\.([A-Za-z0-9_-]+)")
+_ORIGIN_PATTERN = re.compile(r"(-?\d{1,20})/(\d{1,19})/(.*)", re.DOTALL)
 _SNAPSHOT_PATTERN = re.compile(r"(\d{1,19}):(\d{1,19}):((?:\d{1,19})(?:,\d{1,19})*)?")
 
 
@@ -73,13 +81,32 @@ class SnapshotMark:
         return txid < self.xmin or (txid < self.xmax and txid not in self.xip)
 
 
-def encode_cursor(snapshot: SnapshotMark) -> str:
-    payload = snapshot.text().encode("ascii")
-    return f"v{CURSOR_VERSION}." + base64.urlsafe_b64encode(payload).decode("ascii").rstrip("=")
+@dataclass(frozen=True)
+class CursorOrigin:
+    """Where a cursor came from: the cluster (`system_identifier`, as text: PostgreSQL
+    shows it as a signed bigint) and the site's export epoch in that cluster."""
+
+    system: str
+    epoch: int
+
+    def text(self) -> str:
+        return f"{self.system}/{self.epoch}"
+
+
+def encode_cursor(snapshot: SnapshotMark, origin: CursorOrigin | None = None) -> str:
+    """A v2 cursor; without `origin` a v1 one (what older agents issued, kept for tests)."""
+    text = snapshot.text() if origin is None else f"{origin.text()}/{snapshot.text()}"
+    version = 1 if origin is None else CURSOR_VERSION
+    return f"v{version}." + base64.urlsafe_b64encode(text.encode("ascii")).decode("ascii").rstrip("=")
 
 
 def decode_cursor(text: str) -> SnapshotMark:
-    """The snapshot inside a cursor.
+    """The snapshot inside a cursor (see `parse_cursor`)."""
+    return parse_cursor(text)[0]
+
+
+def parse_cursor(text: str) -> tuple[SnapshotMark, CursorOrigin | None]:
+    """The snapshot inside a cursor and, for v2, where it came from (None for v1).
 
     Raises:
         BadExportRequest: not a cursor this agent issued (form, version or value).
@@ -92,20 +119,29 @@ def decode_cursor(text: str) -> SnapshotMark:
         payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("ascii")
     except (binascii.Error, ValueError):
         raise BadExportRequest("cursor: damaged (not the X-Cursor value as sent)") from None
+    if version == 1:
+        return SnapshotMark.parse(payload), None
     if version != CURSOR_VERSION:
         raise BadExportRequest(
             f"cursor: version {version} is not supported "
-            f"(this agent issues version {CURSOR_VERSION})"
+            f"(this agent issues version {CURSOR_VERSION} and accepts 1)"
         )
-    return SnapshotMark.parse(payload)
+    origin = _ORIGIN_PATTERN.fullmatch(payload)
+    if origin is None:
+        raise BadExportRequest("cursor: damaged (no database identity inside)")
+    snapshot = SnapshotMark.parse(origin.group(3))
+    return snapshot, CursorOrigin(origin.group(1), int(origin.group(2)))
 
 
 @dataclass(frozen=True)
 class ExportRequest:
-    """What to export: rows after `since` (by time), rows new since `after` (a cursor), or all."""
+    """What to export: rows after `since` (by time), rows new since `after` (a cursor), or all.
+
+    `origin` is where the cursor came from (None for a v1 cursor)."""
 
     since: datetime | None = None
     after: SnapshotMark | None = None
+    origin: CursorOrigin | None = None
 
     @classmethod
     def from_query(cls, since: str | None, cursor: str | None) -> ExportRequest:
@@ -113,7 +149,8 @@ class ExportRequest:
         if since and cursor:
             raise BadExportRequest("pass either since or cursor, not both")
         if cursor:
-            return cls(after=decode_cursor(cursor))
+            after, origin = parse_cursor(cursor)
+            return cls(after=after, origin=origin)
         if since:
             return cls(since=parse_since(since))
         return cls()
@@ -122,6 +159,7 @@ class ExportRequest:
         return {
             "since": iso(self.since) if self.since else None,
             "after": self.after.text() if self.after else None,
+            "origin": self.origin.text() if self.origin else None,
         }
 
     @classmethod
@@ -130,7 +168,7 @@ class ExportRequest:
 
         Raises: BadExportRequest for values of the wrong type or form.
         """
-        since, after = params.get("since"), params.get("after")
+        since, after, origin = params.get("since"), params.get("after"), params.get("origin")
         if since is not None and not isinstance(since, str):
             raise BadExportRequest(f"since: expected an ISO 8601 string, found {since!r}")
         if after is not None and not isinstance(after, str):
@@ -140,7 +178,19 @@ class ExportRequest:
         return cls(
             since=parse_since(since) if since else None,
             after=SnapshotMark.parse(after) if after else None,
+            origin=parse_origin(origin) if origin and after else None,
         )
+
+
+def parse_origin(text: object) -> CursorOrigin:
+    """`<system_identifier>/<epoch>` from a job file.
+
+    Raises: BadExportRequest for anything else.
+    """
+    match = _ORIGIN_PATTERN.fullmatch(f"{text}/") if isinstance(text, str) else None
+    if match is None or match.group(3):
+        raise BadExportRequest(f"origin: expected <system_identifier>/<epoch>, found {text!r}")
+    return CursorOrigin(match.group(1), int(match.group(2)))
 
 
 def parse_since(text: str) -> datetime:

@@ -35,6 +35,7 @@ class Snapshot:
     taken_at: datetime
     pages: int
     snapshot_id: str
+    system: str  # the cluster's system_identifier: a cursor is only meaningful in it
 
 
 def open_snapshot(conn: psycopg.Connection) -> Snapshot:
@@ -43,11 +44,11 @@ def open_snapshot(conn: psycopg.Connection) -> Snapshot:
     row = conn.execute(
         "SELECT pg_current_snapshot()::text, now(),"
         " (pg_relation_size(%s::regclass) / current_setting('block_size')::int)::bigint,"
-        " pg_export_snapshot()",
+        " pg_export_snapshot(), (SELECT system_identifier FROM pg_control_system())::text",
         (TABLE,),
     ).fetchone()
     assert row is not None
-    return Snapshot(SnapshotMark.parse(str(row[0])), row[1], int(row[2]), str(row[3]))
+    return Snapshot(SnapshotMark.parse(str(row[0])), row[1], int(row[2]), str(row[3]), str(row[4]))
 
 
 def adopt_snapshot(conn: psycopg.Connection, snapshot: Snapshot) -> None:

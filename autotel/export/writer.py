@@ -1,5 +1,10 @@
 """One export: snapshot, parallel COPY, gzip members, an atomically written archive.
 
+Before reading, the database is compared with the site's export mark
+(`autotel.export.mark`) and the request's cursor with both; a cursor that does not
+fit is answered with every row (`reset` says why): losing rows is worse than
+sending some twice. The cursor handed out names the database and epoch it fits.
+
 Memory stays flat whatever the row count: each connection holds one member buffer
 (`MEMBER_BYTES`), and the archive goes straight to disk. The archive appears under
 its final name only when complete (`autotel.fsutil.atomic_writer`).
@@ -17,7 +22,15 @@ import psycopg
 
 from autotel.errors import DatabaseError
 from autotel.export.archive import MemberSink, archive_name
-from autotel.export.cursor import ExportRequest, SnapshotMark, encode_cursor
+from autotel.export.cursor import ExportRequest, encode_cursor
+from autotel.export.mark import (
+    DatabaseState,
+    ExportMark,
+    MarkStore,
+    check_database,
+    cursor_misfit,
+    record_handed_out,
+)
 from autotel.export.snapshot import adopt_snapshot, copy_parts, open_snapshot
 from autotel.fsutil import atomic_writer
 from autotel.timeutil import iso
@@ -36,19 +49,27 @@ class ExportResult:
     period_end: str
     cursor: str
     snapshot: str
-    reset: bool = False
+    reset: str = ""  # why the cursor did not fit and every row was exported; "" if it did
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def export_readings(
-    dsn: str, folder: Path, request: ExportRequest, connections: int = DEFAULT_CONNECTIONS
+    dsn: str,
+    folder: Path,
+    request: ExportRequest,
+    connections: int = DEFAULT_CONNECTIONS,
+    marks: MarkStore | None = None,
 ) -> ExportResult:
     """Write the rows `request` selects into a new archive in `folder`.
 
+    `marks` is the site's export mark; without it (tests, benchmarks) only the
+    cursor's own checks apply and the cursor handed out carries no identity (v1).
+
     Raises:
         DatabaseError: PostgreSQL is unreachable or the query failed (no archive is left).
+        OSError, StateError: the export mark cannot be written (no cursor is handed out).
     """
     folder.mkdir(parents=True, exist_ok=True)
     try:
@@ -60,7 +81,9 @@ def export_readings(
             snapshot = open_snapshot(conns[0])
             for conn in conns[1:]:
                 adopt_snapshot(conn, snapshot)
-            request, reset = _checked_against(request, snapshot.mark)
+            db = DatabaseState(snapshot.system, snapshot.mark.xmax)
+            mark = check_database(marks, db) if marks else None
+            request, reset = _checked_against(request, mark, db)
             stamp = snapshot.taken_at.strftime("%Y%m%dT%H%M%S%fZ")
             name = archive_name(stamp, snapshot.mark.xmax)
             with atomic_writer(folder / name) as out:
@@ -70,28 +93,26 @@ def export_readings(
                     sink.add(b"")  # an empty export is still a valid gzip file
     except psycopg.Error as e:
         raise DatabaseError(f"export of readings failed: {str(e).strip()}") from e
+    if marks:
+        record_handed_out(marks, db)
     return ExportResult(
         archive=name,
         records=records,
         size=sink.size,
         sha256=sink.hexdigest(),
         period_end=iso(snapshot.taken_at),
-        cursor=encode_cursor(snapshot.mark),
+        cursor=encode_cursor(snapshot.mark, mark.origin if mark else None),
         snapshot=snapshot.mark.text(),
         reset=reset,
     )
 
 
-def _checked_against(request: ExportRequest, now: SnapshotMark) -> tuple[ExportRequest, bool]:
-    """A cursor from beyond this database's present (snapshots only move forward) cannot
-    come from it: the database was re-created or the cursor is another site's. Skipping
-    what it claims was seen would lose rows, so the export starts over with every row."""
-    if request.after is None or request.after.xmax <= now.xmax:
-        return request, False
-    log.warning(
-        "cursor snapshot %s is ahead of this database's %s (re-created database or another "
-        "site's cursor); exporting every row",
-        request.after.text(),
-        now.text(),
-    )
-    return ExportRequest(), True
+def _checked_against(
+    request: ExportRequest, mark: ExportMark | None, db: DatabaseState
+) -> tuple[ExportRequest, str]:
+    """`request`, or every row when its cursor does not fit this database (and why)."""
+    reason = cursor_misfit(request, mark, db)
+    if not reason:
+        return request, ""
+    log.warning("export cursor does not fit (%s); exporting every row", reason)
+    return ExportRequest(), reason

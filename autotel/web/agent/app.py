@@ -27,7 +27,12 @@ from autotel.package.semver import parse_version
 from autotel.spool.queue import Spool
 from autotel.web.agent.auth import AuthDenied, Authenticator
 from autotel.web.agent.jobs import JobTimeout, run_job
-from autotel.web.agent.outcomes import export_result, update_answer, upload_refusal
+from autotel.web.agent.outcomes import (
+    export_result,
+    reset_reason,
+    update_answer,
+    upload_refusal,
+)
 from autotel.web.agent.sessions import record_session
 from autotel.web.agent.upload import discard, receive_upload
 from autotel.web.bodies import GONE_KEY, RequestBody, parse_json, refusing_bad_requests
@@ -212,6 +217,8 @@ def _send_archive(state: AgentState, result: dict[str, Any], ip: str) -> Archive
         "X-Cursor": result["cursor"],
         "X-Content-SHA256": result["sha256"],
     }
+    if reset_reason(result):
+        headers["X-Cursor-Reset"] = reset_reason(result)  # additive: the admin says so
     for name, value in headers.items():
         bottle.response.set_header(name, value)
     return ArchiveStream(state, stream, result, ip)
@@ -262,6 +269,7 @@ class ArchiveStream:
             records=self.result["records"],
             status="ok" if complete else "interrupted",
             max_mb=self.state.config.retention.sessions_max_mb,
+            reset=reset_reason(self.result) or None,
         )
 
 

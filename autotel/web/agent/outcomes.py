@@ -69,3 +69,11 @@ def export_result(job: dict[str, Any]) -> dict[str, Any] | None:
     if "/" in name or "\\" in name or name.startswith("."):
         return None
     return result
+
+
+def reset_reason(result: dict[str, Any]) -> str:
+    """Why the export's cursor did not fit and every row was sent, or "" (one header line)."""
+    reason = result.get("reset")
+    if not isinstance(reason, str):
+        return ""  # results of older exports said only `true`/`false`
+    return "".join(c if " " <= c <= "~" else "?" for c in reason)[:300]

@@ -29,8 +29,10 @@ def record_session(
     version: str | None = None,
     status: str,
     max_mb: float,
+    reset: str | None = None,
 ) -> None:
-    line = {
+    """Append one line; `reset` (exports only) says why every row was exported."""
+    line: dict[str, object] = {
         "time": now_iso(),
         "peer_ip": peer_ip,
         "action": action,
@@ -38,6 +40,8 @@ def record_session(
         "version": version,
         "status": status,
     }
+    if reset:
+        line["reset"] = reset
     with _writing:
         append_line(log_file, json.dumps(line, ensure_ascii=False))
         try:

@@ -1,0 +1,245 @@
+"""The site's own export mark: which database its cursors came from, and how far they went.
+
+A cursor is a snapshot of one database at one moment (`autotel.export.cursor`). Two
+things make an old cursor skip new rows silently, and the database alone cannot
+tell either: it was re-created (another cluster: new `system_identifier`), or it
+was restored from an older physical backup (same cluster, its transaction counter
+set back, so new rows get ids the cursor claims to have seen). So the site keeps,
+outside the database, in `state/export_mark.json`:
+
+- `system`: the cluster's `system_identifier` at the last check;
+- `epoch`: moved on each time the database went back in time; cursors carry it;
+- `xmax`: the highest snapshot xmax of any cursor handed out (recorded before the
+  answer goes out), which a restored cluster's counter is below;
+- `v1`: whether cursors without identity (v1, from before) may still be trusted:
+  only while nothing has happened since the mark was first made.
+
+`check_database` compares the database with the mark before each export and when the
+agent starts; `cursor_misfit` then says whether a request's cursor still fits. The
+decisions (`reconcile`, `cursor_misfit`) are pure; `MarkStore` is the file and its
+lock (runner and agent both check, in different processes).
+
+Left to others: a restore whose counter has already passed `xmax` before any check
+ran (the agent checks at start, which is when a restored site comes back) is not
+seen; the cursor's own xmax check in `cursor_misfit` still catches the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from autotel.config import Config
+from autotel.errors import AutotelError
+from autotel.export.cursor import CursorOrigin, ExportRequest
+from autotel.fsutil import atomic_write_json
+from autotel.lockfile import ProcessLock
+
+MARK_FILE = "export_mark.json"
+LOCK_WAIT_S = 30.0
+STATE_QUERY = (
+    "SELECT (SELECT system_identifier FROM pg_control_system())::text,"
+    " pg_snapshot_xmax(pg_current_snapshot())::text"
+)
+
+log = logging.getLogger("autotel.export")
+
+
+@dataclass(frozen=True)
+class ExportMark:
+    system: str
+    epoch: int
+    xmax: int
+    v1: bool = False
+
+    @property
+    def origin(self) -> CursorOrigin:
+        return CursorOrigin(self.system, self.epoch)
+
+    @classmethod
+    def from_json(cls, data: Any) -> ExportMark:
+        """Raises: ValueError when `data` is not a mark."""
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")  # noqa: TRY004 - damage, reported as such
+        system, epoch, xmax, v1 = (data.get(k) for k in ("system", "epoch", "xmax", "v1"))
+        if not (isinstance(system, str) and system.lstrip("-").isdigit()):
+            raise ValueError(f"system: expected a system identifier, found {system!r}")
+        for name, value in (("epoch", epoch), ("xmax", xmax)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name}: expected a count, found {value!r}")
+        return cls(system, int(epoch), int(xmax), v1 is True)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class DatabaseState:
+    """The cluster's identity and its transaction counter (`pg_current_snapshot()` xmax)."""
+
+    system: str
+    xmax: int
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    mark: ExportMark
+    problem: str = ""  # what happened to the database, for the error log; "" if nothing
+
+
+def reconcile(mark: ExportMark | None, db: DatabaseState, fresh_epoch: int) -> Reconciled:
+    """The mark that fits `db` now, and what happened if it had to change.
+
+    `fresh_epoch` starts a mark made from nothing (a first start, or one rebuilt after
+    damage): it must differ from every epoch a cursor may carry, so the caller passes
+    the time in seconds, larger than any epoch counted up from an older one.
+    """
+    if mark is None:
+        return Reconciled(ExportMark(db.system, fresh_epoch, db.xmax))
+    if mark.system != db.system:
+        return Reconciled(
+            ExportMark(db.system, mark.epoch + 1, db.xmax),
+            f"the site database is another PostgreSQL cluster than at the last export "
+            f"(system identifier {db.system}, was {mark.system}): it was re-created, "
+            "reinstalled or restored from a dump",
+        )
+    if db.xmax < mark.xmax:
+        return Reconciled(
+            ExportMark(db.system, mark.epoch + 1, db.xmax),
+            f"the site database went back in time: its transaction counter ({db.xmax}) is "
+            f"below the highest export cursor handed out ({mark.xmax}) on the same cluster, "
+            "so it was restored from an older backup; readings recorded between that backup "
+            "and the restore are only in the admins' archives now",
+        )
+    return Reconciled(mark)
+
+
+def cursor_misfit(request: ExportRequest, mark: ExportMark | None, db: DatabaseState) -> str:
+    """Why `request`'s cursor cannot be trusted in `db` (a short reason), or "".
+
+    Trusting a cursor that did not come from this database as it is now would skip
+    rows, so each doubt counts: another cluster, an older epoch, a v1 cursor after the
+    database changed, or a snapshot beyond the database's present.
+    """
+    if request.after is None:
+        return ""
+    origin = request.origin
+    if origin is not None and origin.system != db.system:
+        return f"another database: system id {db.system}, the cursor's {origin.system}"
+    if origin is not None and mark is not None and origin.epoch != mark.epoch:
+        return f"database restored or export state rebuilt: epoch {mark.epoch}, the cursor's {origin.epoch}"
+    if origin is None and mark is not None and not mark.v1:
+        return "database changed since this cursor without identity (v1) was issued"
+    if request.after.xmax > db.xmax:
+        return (
+            f"transaction counter behind the cursor: xmax {db.xmax}, the cursor's {request.after.xmax}"
+        )
+    return ""
+
+
+class MarkStore:
+    """`state/export_mark.json` and the lock that serialises its read-modify-writes."""
+
+    def __init__(self, state_root: Path) -> None:
+        self.path = Path(state_root) / MARK_FILE
+        self.lock_path = Path(state_root) / "run" / "export_mark.lock"
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        lock = ProcessLock(self.lock_path, "export mark")
+        lock.acquire_waiting(LOCK_WAIT_S)
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def load(self) -> tuple[ExportMark | None, str]:
+        """(the mark or None, what is wrong with the file or ""); a missing file is no damage."""
+        try:
+            return ExportMark.from_json(json.loads(self.path.read_text(encoding="utf-8"))), ""
+        except FileNotFoundError:
+            return None, ""
+        except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError included
+            return None, f"{type(e).__name__}: {e}"
+
+    def save(self, mark: ExportMark) -> None:
+        atomic_write_json(self.path, asdict(mark))
+
+
+def check_database(store: MarkStore, db: DatabaseState) -> ExportMark:
+    """The one check: compare `db` with the site's mark, move the mark on if the database
+    changed (with an error-level log line saying what happened), and return it.
+
+    Raises:
+        OSError: the mark cannot be written (the export must not hand out a cursor then).
+        StateError: the mark's lock stayed held for `LOCK_WAIT_S`.
+    """
+    with store.locked():
+        mark, damage = store.load()
+        if damage:
+            log.error(
+                "%s is damaged (%s); rebuilt it: each admin's next push gets every reading "
+                "again, since this site can no longer tell whether its database was restored",
+                store.path,
+                damage,
+            )
+        first = mark is None and not damage
+        result = reconcile(mark, db, fresh_epoch=int(time.time()))
+        if result.problem:
+            log.error(
+                "%s; started export epoch %d: each admin's next push gets every reading "
+                "again (some repeat earlier archives)",
+                result.problem,
+                result.mark.epoch,
+            )
+        updated = replace(result.mark, v1=first or (result.mark.v1 and not result.problem))
+        if updated != mark:
+            store.save(updated)
+    return updated
+
+
+def record_handed_out(store: MarkStore, db: DatabaseState) -> None:
+    """Raise the mark's xmax to a cursor about to be handed out (before the answer goes out).
+
+    Raises: OSError or StateError as `check_database`.
+    """
+    with store.locked():
+        mark, _ = store.load()
+        if mark is not None and mark.system == db.system and db.xmax > mark.xmax:
+            store.save(replace(mark, xmax=db.xmax))
+
+
+def read_state(conn: psycopg.Connection[Any]) -> DatabaseState:
+    row = conn.execute(STATE_QUERY).fetchone()
+    assert row is not None
+    return DatabaseState(str(row[0]), int(row[1]))
+
+
+def check_at_start(config: Config) -> None:
+    """The agent's check when it starts, so a restored database is noticed before its
+    counter passes the mark. Never raises: the agent serves whatever happens here.
+
+    An embedded server that is not running is left alone (the watchdog starts it before
+    the services; the first export checks anyway): starting it here would leave a
+    server no one stops behind a bare `autotel agent`.
+    """
+    from autotel.db import connect
+    from autotel.db.connection import configured_dsn
+    from autotel.db.embedded import ServerState, classify, read_postmaster
+
+    if not configured_dsn(config):
+        info = read_postmaster(config.state.pgdata)
+        if info is None or classify(info) is not ServerState.READY:
+            log.info("export mark not checked at start: the embedded database is not running")
+            return
+    try:
+        with connect(config, autocommit=True) as conn:
+            db = read_state(conn)
+        check_database(MarkStore(config.state.root), db)
+    except (AutotelError, psycopg.Error, OSError) as e:
+        log.warning("could not compare the database with the export mark at start: %s", e)

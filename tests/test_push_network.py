@@ -179,17 +179,19 @@ def test_admin_waits_for_a_busy_agent_but_not_for_a_dead_link(
     migrated_site: Config, admin_keys: tuple[Path, Path], tmp_path: Path, link: Link
 ) -> None:
     """While the agent prepares the answer nothing flows, for minutes on a slow site PC;
-    here its runner is not started yet, so the export waits in the queue."""
+    here its runner is not started yet, so the export waits in the queue. Neither side
+    may wait for the job to notice the other is gone: keepalive probes tell both."""
     storage = tmp_path / "data"
     push = push_command(link, storage, admin_keys[0], *ADMIN)
     queued = Spool(migrated_site.state).queued_names
     insert_rows(migrated_site, 1000)
     with site_services(migrated_site, link, runner=False, socket_timeout_s=AGENT_TIMEOUT_S,
-                       auth_per_minute=20):
+                       auth_per_minute=20) as agent:
         failed, seconds = cut_while(link, push, lambda: bool(queued()), STALL_S + MARGIN_S)
         assert failed.returncode == 14, failed.stderr
         assert_one_line_error(failed, "export broken", "the link to it failed")
         assert seconds < STALL_S + MARGIN_S
+        assert_agent_let_go(agent, link)  # before: held until export_timeout_s (1 h)
 
         link.restore()
         waiting = start_push(push)

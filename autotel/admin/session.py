@@ -15,8 +15,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hmac
-import math
-import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from autotel.admin.verify import Announced
 from autotel.crypto.challenge import auth_message
 from autotel.crypto.signing import sign
 from autotel.crypto.tls import fingerprint_der
+from autotel.deadlink import dead_link_options
 from autotel.errors import (
     AuthRefusedError,
     CertificateChangedError,
@@ -78,7 +77,7 @@ class AgentSession:
         self._timeouts = timeouts
         self._token = ""
         transport = httpx.HTTPTransport(verify=pinned_context(pinned.pem),
-                                        socket_options=dead_link_detection(timeouts.stall_s))
+                                        socket_options=dead_link_options(timeouts.stall_s))
         self._client = httpx.Client(
             base_url=f"https://{self.address}",
             transport=transport,
@@ -227,27 +226,6 @@ class AgentSession:
             raise TransferError(
                 f"agent {self.address}: {what} broken: {e or type(e).__name__}"
             ) from e
-
-
-def dead_link_detection(stall_s: float) -> list[tuple[int, int, int]]:
-    """Socket options by which the kernel ends a session whose link died, a little
-    after `stall_s`.
-
-    While the agent prepares an answer (`Timeouts.wait_s`, minutes) nothing flows, and
-    a request whose tail still sits in the kernel's buffer waits for that answer too:
-    a link that died then was noticed only after `wait_s`. TCP keepalive probes the
-    agent's kernel, which answers even while the agent works, so a busy agent keeps
-    the session; TCP_USER_TIMEOUT (Linux) ends it once sent data or a probe has gone
-    unacknowledged that long; elsewhere the probes' count does. A little after
-    `stall_s`, so that while data should flow the read and write timeouts speak first.
-    """
-    probe_s = max(1, math.ceil(stall_s / 4))
-    wanted = [("TCP_KEEPIDLE", probe_s), ("TCP_KEEPINTVL", probe_s), ("TCP_KEEPCNT", 4),
-              ("TCP_USER_TIMEOUT", math.ceil((stall_s + probe_s) * 1000))]
-    options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
-    options += [(socket.IPPROTO_TCP, getattr(socket, name), value)
-                for name, value in wanted if hasattr(socket, name)]
-    return options
 
 
 def _limit_stalls(response: httpx.Response, stall_s: float) -> None:

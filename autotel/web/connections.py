@@ -15,6 +15,9 @@ anyone for `timeout` seconds. Here instead:
   timeout, so a long upload over a poor link is not cut;
 - one client address holds at most `ClientSlots.per_ip` connections; more are closed
   as soon as they are accepted;
+- a client whose link died silently is noticed about one socket timeout later
+  (`autotel.deadlink`), also while the agent waits for its runner and sends nothing:
+  its worker and its address's place are freed then, not when the job ends;
 - an answer goes out at most `WRITE_PIECE` bytes per socket write, so the socket
   timeout bounds a stalled link, not the time a slow one takes for a big piece;
 - a client that vanishes while it is answered (a reset, a TLS connection cut short,
@@ -40,6 +43,8 @@ from typing import Any
 from cheroot import server as cheroot_server
 from cheroot.connections import ConnectionManager, prevent_socket_inheritance
 from cheroot.makefile import MakeFile, StreamReader, StreamWriter
+
+from autotel.deadlink import watch_for_dead_link
 
 log = logging.getLogger("autotel.web")
 
@@ -94,6 +99,7 @@ class GuardedConnections(ConnectionManager):
         try:
             prevent_socket_inheritance(sock)
             sock.settimeout(self.server.timeout)
+            watch_for_dead_link(sock, self.server.timeout)
             conn = self.server.ConnectionClass(self.server, sock, MakeFile)
         except OSError:
             self.server.slots.release(ip)

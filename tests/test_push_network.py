@@ -82,6 +82,22 @@ def test_slow_lossy_link_delivers_readings_and_update(
     assert link.drops() > 0  # the link did lose packets, and TCP made up for them
 
 
+def test_slow_uplink_delivers_an_update_within_a_short_stall_timeout(
+    migrated_site: Config, admin_keys: tuple[Path, Path], tmp_path: Path, link: Link
+) -> None:
+    """The admin's own uplink is slow but flowing: every write of the package must
+    finish within --stall-timeout (here 1 s; 384 kbit/s takes 1.4 s for 64 KiB)."""
+    package = publish(tmp_path, admin_keys[0], "1.1.0", {"app/firmware.bin": os.urandom(200_000)})
+    link.shape(4000, QUEUE_BYTES, up_kbit=384)
+    with site_services(migrated_site, link, socket_timeout_s=AGENT_TIMEOUT_S):
+        done = run_push(push_command(link, tmp_path / "data", admin_keys[0], "--stall-timeout",
+                                     "1", "--update", str(package)))
+    assert done.returncode == 0, done.stderr
+    assert "update v1.1.0: queued" in done.stdout
+    pending = read_pending(migrated_site.state)
+    assert pending is not None and pending.version == "1.1.0"
+
+
 def test_link_lost_mid_download(
     migrated_site: Config, admin_keys: tuple[Path, Path], tmp_path: Path, link: Link
 ) -> None:

@@ -18,7 +18,7 @@ import hmac
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, BinaryIO, Self
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -39,6 +39,7 @@ from autotel.errors import (
 )
 
 CHUNK_BYTES = 1 << 20
+UPLOAD_PIECE = 16 * 1024  # one TLS record: a write the link must take within the stall timeout
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,8 @@ class AgentSession:
         }
         with self._errors("update"), offer.path.open("rb") as package:
             response = self._client.post(
-                "/update", content=package, headers=headers, timeout=self._waiting()
+                "/update", content=_pieces(package), timeout=self._waiting(),
+                headers={**headers, "Content-Length": str(offer.size)},
             )
         if response.status_code == 413:
             return UpdateAnswer(
@@ -226,6 +228,14 @@ class AgentSession:
             raise TransferError(
                 f"agent {self.address}: {what} broken: {e or type(e).__name__}"
             ) from e
+
+
+def _pieces(package: BinaryIO) -> Iterator[bytes]:
+    """The package in `UPLOAD_PIECE`s: each socket write must finish within the stall
+    timeout, and a piece of httpx's 64 KiB took longer than that over a slow uplink that
+    was still flowing (below ~9 kbit/s at the default 60 s)."""
+    while piece := package.read(UPLOAD_PIECE):
+        yield piece
 
 
 def _limit_stalls(response: httpx.Response, stall_s: float) -> None:

@@ -12,6 +12,7 @@ Ended this way, the socket reports an error to the next read, write or poll.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import socket
 
@@ -30,12 +31,24 @@ def dead_link_options(after_s: float) -> list[SocketOption]:
     options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
     options += [(socket.IPPROTO_TCP, getattr(socket, name), value)
                 for name, value in wanted if hasattr(socket, name)]
-    return options
+    return [option for option in options if _accepted(option)]
+
+
+@functools.cache
+def _accepted(option: SocketOption) -> bool:
+    """Whether this system takes the option: Windows before 10 (1709) refuses the
+    keepalive timings, and httpx would then fail the connect instead of going without."""
+    with socket.socket() as probe:
+        try:
+            probe.setsockopt(*option)
+        except OSError:
+            return False
+    return True
 
 
 def watch_for_dead_link(sock: socket.socket, after_s: float) -> None:
-    """Set `dead_link_options` on an open socket; an option the system refuses (an older
-    Windows) is left out: the session then only ends at the caller's own timeout."""
-    for level, name, value in dead_link_options(after_s):
+    """Set `dead_link_options` on an open socket (without them the session only ends at
+    the caller's own timeout, so one refused here is no reason to drop the client)."""
+    for option in dead_link_options(after_s):
         with contextlib.suppress(OSError):
-            sock.setsockopt(level, name, value)
+            sock.setsockopt(*option)

@@ -26,9 +26,16 @@ def update_answer(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON body) for a finished `receive` job, per DESIGN's update answers."""
     if job.get("state") == "done":
         return 200, {"status": "queued"}
-    error = str(job.get("error") or "the update could not be received")
     status, word = _UPDATE_FAILURES.get(str(job.get("error_type")), (500, "error"))
-    return status, {"status": word, "error": error}
+    return status, {"status": word, "error": _step_error(job)}
+
+
+def _step_error(job: dict[str, Any]) -> str:
+    """The failed step's own words: the job's error wraps them in "step receive failed:",
+    a name from inside the site that tells the admin nothing."""
+    failed = [s for s in job.get("steps") or [] if isinstance(s, dict) and s.get("error")]
+    return str(failed[-1]["error"] if failed else job.get("error")
+               or "the update could not be received")
 
 
 def upload_refusal(error: AutotelError) -> tuple[int, dict[str, Any], str]:

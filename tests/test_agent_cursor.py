@@ -19,7 +19,14 @@ from autotel.export.cursor import (
     encode_cursor,
     parse_cursor,
 )
-from autotel.export.mark import DatabaseState, ExportMark, cursor_misfit, reconcile
+from autotel.export.mark import (
+    DatabaseState,
+    ExportMark,
+    MarkStore,
+    check_database,
+    cursor_misfit,
+    reconcile,
+)
 
 
 def _b64(text: str) -> str:
@@ -191,3 +198,12 @@ def test_cursor_misfit(after: SnapshotMark | None, origin: CursorOrigin | None,
     found = cursor_misfit(ExportRequest(after=after, origin=origin), mark, DB)
     assert reason in found and bool(reason) == bool(found)
     assert found.isascii()  # it goes out as a header
+
+
+def test_a_mark_rebuilt_moments_after_it_was_made_starts_another_epoch(tmp_path: Path) -> None:
+    """A cursor handed out under the damaged mark must not fit the rebuilt one, however
+    soon after the damage the next export comes (in the same second, say)."""
+    store, db = MarkStore(tmp_path), DatabaseState("7", 100)
+    first = check_database(store, db)
+    store.path.write_bytes(b"{")
+    assert check_database(store, db).epoch != first.epoch

@@ -97,7 +97,8 @@ def reconcile(mark: ExportMark | None, db: DatabaseState, fresh_epoch: int) -> R
 
     `fresh_epoch` starts a mark made from nothing (a first start, or one rebuilt after
     damage): it must differ from every epoch a cursor may carry, so the caller passes
-    the time in seconds, larger than any epoch counted up from an older one.
+    the time in nanoseconds: larger than any epoch counted up from an older one, and
+    unlike seconds never the same for a mark rebuilt moments after it was made.
     """
     if mark is None:
         return Reconciled(ExportMark(db.system, fresh_epoch, db.xmax))
@@ -189,7 +190,7 @@ def check_database(store: MarkStore, db: DatabaseState) -> ExportMark:
                 damage,
             )
         first = mark is None and not damage
-        result = reconcile(mark, db, fresh_epoch=int(time.time()))
+        result = reconcile(mark, db, fresh_epoch=time.time_ns())
         if result.problem:
             log.error(
                 "%s; started export epoch %d: each admin's next push gets every reading "

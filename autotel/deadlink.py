@@ -6,7 +6,8 @@ or the agent waiting for its runner to finish an export while the admin is gone.
 TCP keepalive probes the peer's kernel, which answers even while the peer's program
 is busy, so a busy peer keeps the session; TCP_USER_TIMEOUT (Linux) ends it once sent
 data or a probe has gone unacknowledged that long; elsewhere the probes' count does.
-Ended this way, the socket reports an error to the next read, write or poll.
+Ended this way, the socket reports an error to the next read, write or poll. The
+other half, a slow link still flowing, must not look dead: writes go in `LINK_PIECE`s.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ import math
 import socket
 
 SocketOption = tuple[int, int, int]
+# The most either side hands a socket in one write: one TLS record. Each write must
+# finish within a timeout, so over a slow link that still flows a bigger piece would
+# be taken for a dead one (the agent's answers, the admin's upload).
+LINK_PIECE = 16 * 1024
 
 
 def dead_link_options(after_s: float) -> list[SocketOption]:

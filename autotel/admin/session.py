@@ -29,7 +29,7 @@ from autotel.admin.verify import Announced
 from autotel.crypto.challenge import auth_message
 from autotel.crypto.signing import sign
 from autotel.crypto.tls import fingerprint_der
-from autotel.deadlink import dead_link_options
+from autotel.deadlink import LINK_PIECE, dead_link_options
 from autotel.errors import (
     AuthRefusedError,
     CertificateChangedError,
@@ -39,7 +39,6 @@ from autotel.errors import (
 )
 
 CHUNK_BYTES = 1 << 20
-UPLOAD_PIECE = 16 * 1024  # one TLS record: a write the link must take within the stall timeout
 
 
 @dataclass(frozen=True)
@@ -231,10 +230,10 @@ class AgentSession:
 
 
 def _pieces(package: BinaryIO) -> Iterator[bytes]:
-    """The package in `UPLOAD_PIECE`s: each socket write must finish within the stall
+    """The package in `LINK_PIECE`s: each socket write must finish within the stall
     timeout, and a piece of httpx's 64 KiB took longer than that over a slow uplink that
     was still flowing (below ~9 kbit/s at the default 60 s)."""
-    while piece := package.read(UPLOAD_PIECE):
+    while piece := package.read(LINK_PIECE):
         yield piece
 
 

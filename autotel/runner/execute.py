@@ -21,7 +21,7 @@ from autotel.runner.events import emit, highest_pct
 from autotel.runner.kinds import JobKind, StepPolicy, load_kind
 from autotel.runner.progress import step_span
 from autotel.runner.worker import StepWorker
-from autotel.spool.jobfile import FINAL_STATES
+from autotel.spool.jobfile import FINAL_STATES, failed_steps
 from autotel.spool.queue import Spool
 from autotel.timeutil import now_iso
 
@@ -155,7 +155,7 @@ class JobExecutor:
 
 def _last_error_type(job: dict[str, Any]) -> str | None:
     """The exception class name of the step that failed, so callers can map it (e.g. to HTTP)."""
-    failed = [r for r in job["steps"] if r.get("state") == "failed"]
+    failed = failed_steps(job)
     return failed[-1].get("error_type") if failed else None
 
 

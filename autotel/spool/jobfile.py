@@ -101,6 +101,11 @@ def encode_job(job: dict[str, Any]) -> bytes:
 FINAL_STATES = ("done", "failed")
 
 
+def failed_steps(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """The step records of `job` that failed, in the order they ran."""
+    return [s for s in job.get("steps") or [] if isinstance(s, dict) and s.get("state") == "failed"]
+
+
 def current_step(job: dict[str, Any]) -> str:
     """The step a person wants to see in a listing: the running one, else the one that
     failed, else the last one that ran; with its position, e.g. `backup (2/5)`."""

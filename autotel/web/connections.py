@@ -18,7 +18,7 @@ anyone for `timeout` seconds. Here instead:
 - a client whose link died silently is noticed about one socket timeout later
   (`autotel.deadlink`), also while the agent waits for its runner and sends nothing:
   its worker and its address's place are freed then, not when the job ends;
-- an answer goes out at most `WRITE_PIECE` bytes per socket write, so the socket
+- an answer goes out at most `LINK_PIECE` bytes per socket write, so the socket
   timeout bounds a stalled link, not the time a slow one takes for a big piece;
 - a client that vanishes while it is answered (a reset, a TLS connection cut short,
   a link gone silent until the socket timeout) is one line naming it, a warning if it
@@ -44,12 +44,11 @@ from cheroot import server as cheroot_server
 from cheroot.connections import ConnectionManager, prevent_socket_inheritance
 from cheroot.makefile import MakeFile, StreamReader, StreamWriter
 
-from autotel.deadlink import watch_for_dead_link
+from autotel.deadlink import LINK_PIECE, watch_for_dead_link
 
 log = logging.getLogger("autotel.web")
 
 TLS_HANDSHAKE_RECORD = 0x16  # the first byte of every ClientHello
-WRITE_PIECE = 16 * 1024  # one TLS record's worth: no extra framing for smaller writes
 # How a client that went away shows while it is answered; a TimeoutError only once
 # the answer has started (before that it is a request that stalled: cheroot's 408).
 PEER_GONE = (ssl.SSLEOFError, ssl.SSLZeroReturnError, BrokenPipeError, ConnectionResetError,
@@ -214,7 +213,7 @@ class GuardedConnection(cheroot_server.HTTPConnection):
 
 
 class PiecewiseWriter(StreamWriter):
-    """cheroot's socket writer, sending at most `WRITE_PIECE` bytes per socket write.
+    """cheroot's socket writer, sending at most `LINK_PIECE` bytes per socket write.
 
     cheroot hands the socket all it has at once (a 256 KiB piece of an archive), and
     a TLS socket's write waits for all of it under one socket timeout: over a link
@@ -228,7 +227,7 @@ class PiecewiseWriter(StreamWriter):
         self._checkClosed()
         while self._write_buf:
             try:
-                sent = self.raw.write(bytes(self._write_buf[:WRITE_PIECE]))
+                sent = self.raw.write(bytes(self._write_buf[:LINK_PIECE]))
             except BlockingIOError as e:
                 sent = e.characters_written
             del self._write_buf[:sent]

@@ -11,6 +11,7 @@ from autotel.errors import (
     IncompleteBodyError,
     RequestError,
 )
+from autotel.spool.jobfile import failed_steps
 
 # The receive job's failure classes (the runner records the exception class name).
 _UPDATE_FAILURES = {
@@ -33,8 +34,8 @@ def update_answer(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 def _step_error(job: dict[str, Any]) -> str:
     """The failed step's own words: the job's error wraps them in "step receive failed:",
     a name from inside the site that tells the admin nothing."""
-    failed = [s for s in job.get("steps") or [] if isinstance(s, dict) and s.get("error")]
-    return str(failed[-1]["error"] if failed else job.get("error")
+    failed = failed_steps(job)
+    return str(failed[-1].get("error") if failed else job.get("error")
                or "the update could not be received")
 
 

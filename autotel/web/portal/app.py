@@ -17,6 +17,7 @@ import bottle
 
 from autotel.config import Config
 from autotel.errors import ConfigError, JobError, RequestError
+from autotel.spool.jobfile import failed_steps
 from autotel.spool.queue import Spool
 from autotel.web.bodies import ClosingGateway, RequestBody, parse_json, refusing_bad_requests
 from autotel.web.portal.auth import (
@@ -225,8 +226,7 @@ class PortalRoutes:
             job = self.spool.load(str(event["job"]))
         except JobError:
             return event
-        failed = [s for s in job.get("steps", []) if s.get("state") == "failed"
-                  and s.get("phase", "main") == "main"]
+        failed = [s for s in failed_steps(job) if s.get("phase", "main") == "main"]
         return {**event, "failed_step": failed[0].get("name") if failed else None,
                 "error_type": job.get("error_type")}
 

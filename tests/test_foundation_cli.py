@@ -67,6 +67,19 @@ def test_init_refuses_an_existing_site_unless_forced(tmp_path: Path) -> None:
     assert load_config(site / "autotel.yaml").client_id == "two"
 
 
+def test_init_force_keeps_the_version_the_site_runs_unless_told(tmp_path: Path) -> None:
+    """A re-created site that runs v1.2.0 must not take the v1.1.0 package back."""
+    site = tmp_path / "site"
+    assert cli("init", site, "--client-id", "one").returncode == 0
+    version_file = site / "state" / "version.txt"
+    assert version_file.read_text() == "1.0.0\n"
+    version_file.write_text("1.2.0\n")  # as an applied update leaves it
+    assert cli("init", site, "--client-id", "one", "--force").returncode == 0
+    assert version_file.read_text() == "1.2.0\n"
+    assert cli("init", site, "--client-id", "one", "--force", "--version", "1.0.5").returncode == 0
+    assert version_file.read_text() == "1.0.5\n"
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--client-id", "bad id"], "client_id: String should match pattern"),
     (["--version", "1.2"], "--version '1.2': expected a semantic version X.Y.Z"),

@@ -36,12 +36,13 @@ def init(
     dsn: Annotated[str | None, typer.Option(help="PostgreSQL DSN (default: embedded database)")] = None,
     collector: Annotated[str | None, typer.Option(
         help="Command line of the site's collector, run by the watchdog (default: none)")] = None,
-    version: Annotated[str, typer.Option(help="Installed version X.Y.Z")] = "1.0.0",
+    version: Annotated[str | None, typer.Option(
+        help="Installed version X.Y.Z (default: 1.0.0; with --force, the version the site runs)")] = None,
     product: Annotated[str | None, typer.Option(
         help="Product name updates must match (default: autotel)")] = None,
     force: Annotated[bool, typer.Option(help=(
-        "Re-create an existing site: rewrites autotel.yaml, version.txt (to --version) and "
-        "the agent certificate; jobs, backups and the database stay"))] = False,
+        "Re-create an existing site: rewrites autotel.yaml and the agent certificate (and "
+        "version.txt if --version is given); jobs, backups and the database stay"))] = False,
 ) -> None:
     """Create a site in DIR: autotel.yaml, state/, TLS certificate, version.txt.
 

@@ -15,6 +15,8 @@ from autotel.crypto.tls import agent_common_name, write_certificate
 from autotel.errors import ConfigError
 from autotel.fsutil import atomic_write_bytes, atomic_write_text
 
+DEFAULT_VERSION = "1.0.0"
+
 
 @dataclass
 class SiteOptions:
@@ -25,7 +27,7 @@ class SiteOptions:
     pin: str | None = None
     dsn: str | None = None
     collector: str | None = None
-    version: str = "1.0.0"
+    version: str | None = None  # None: 1.0.0 for a new site, the installed one for a re-created site
     product: str | None = None
 
 
@@ -47,7 +49,7 @@ def create_site(directory: Path, options: SiteOptions, *, force: bool = False) -
     config_path = directory / "autotel.yaml"
     if config_path.exists() and not force:
         raise ConfigError(f"{config_path} already exists: this is a site already; pass --force to re-create it")
-    if not re.match(SEMVER_PATTERN, options.version):
+    if options.version is not None and not re.match(SEMVER_PATTERN, options.version):
         raise ConfigError(f"--version {options.version!r}: expected a semantic version X.Y.Z")
     for key in options.public_keys:
         load_public_key(key)
@@ -61,9 +63,21 @@ def create_site(directory: Path, options: SiteOptions, *, force: bool = False) -
         atomic_write_bytes(directory / relative, Path(source).read_bytes(), mode=0o644)
     atomic_write_text(config_path, "# autotel site configuration (written by `autotel init`)\n" + render_yaml(values))
     config.state.create()
-    atomic_write_text(config.state.version_file, options.version + "\n")
+    atomic_write_text(config.state.version_file, _version(options, config.state.version_file) + "\n")
     fingerprint = write_certificate(config.state.tls, agent_common_name(client_id))
     return CreatedSite(config_path, pin, fingerprint, client_id)
+
+
+def _version(options: SiteOptions, version_file: Path) -> str:
+    """The version to record: the one asked for, else the one a re-created site runs.
+
+    Re-creating a site must not set it back to 1.0.0 when it runs an update: it would
+    then accept the older packages the update replaced.
+    """
+    if options.version is not None:
+        return options.version
+    installed = version_file.read_text(encoding="utf-8").strip() if version_file.is_file() else ""
+    return installed if re.match(SEMVER_PATTERN, installed) else DEFAULT_VERSION
 
 
 def _config_values(options: SiteOptions, client_id: str, pin: str, key_count: int) -> dict[str, Any]:

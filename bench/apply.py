@@ -12,6 +12,10 @@ the median of each round's own ratio (the parts of a round see the same disk):
 - floor:     the least a durable, per-file atomic apply can do in Python: hard-link each
   old file into a backup folder, copy the new one (already unpacked, not verified) to a
   temp file beside it, `sync`, `os.replace` each, `sync`. No package, no hashes, no zip.
+- verified floor: the least an apply that checks what it installs can do once everything
+  was prepared while the update waited (files unpacked, untimed): hash the package zip
+  and every unpacked file against the manifest on two threads, hard-link each old file
+  into a backup folder (no copy, no zip), `os.replace` each new one, `sync`.
 - same work: a script doing what the apply must, with none of its guarantees: `zip -0`
   of the old files, `unzip` the package, `sha256sum -c` every file against the
   manifest, `cp -a` over, `sync` (needs Debian's `zip` and `unzip`).
@@ -54,6 +58,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -183,6 +188,25 @@ def time_floor(root: Path, old: dict[str, bytes], new: dict[str, bytes]) -> floa
     os.sync()
     for rel in new:
         os.replace(install / (rel + ".new"), install / rel)
+    os.sync()
+    return time.perf_counter() - start
+
+
+def time_verified_floor(root: Path, old: dict[str, bytes], new: dict[str, bytes],
+                        package: Path, manifest: Manifest) -> float:
+    install, unpacked, backup = root / "install", root / "new", root / "backup"
+    write_tree(install, old)
+    write_tree(unpacked, new)
+    settle()
+    start = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool:
+        whole = pool.submit(file_sha256, package)
+        found = list(pool.map(file_sha256, (unpacked / f.path for f in manifest.files)))
+        assert found == [f.sha256 for f in manifest.files] and whole.result()
+    for rel in new:
+        (backup / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.link(install / rel, backup / rel)
+        os.replace(unpacked / rel, install / rel)
     os.sync()
     return time.perf_counter() - start
 
@@ -322,15 +346,18 @@ def main() -> None:
                      for ahead in (True, False)}
             _, _, package, manifest = sites[True]
             same = time_same_work(round_dir / "same", old, package, manifest)
+            verified = time_verified_floor(round_dir / "verified", old, new, package, manifest)
             timed = {}
             for ahead in (True, False) if n % 2 == 0 else (False, True):  # neither always second
                 config, sha256, _, _ = sites[ahead]
                 timed[ahead] = time_apply(config, sha256, ahead=ahead)
             (seconds, steps, rss), (unpacking, unpacking_steps, _) = timed[True], timed[False]
-            rounds.append({"script": script, "floor": floor, "same": same, "apply": seconds,
+            rounds.append({"script": script, "floor": floor, "verified": verified, "same": same,
+                           "apply": seconds,
                            "steps": steps, "unpacking": unpacking,
                            "unpacking_steps": unpacking_steps})
-            print(f"round {n}: script {script:.3f} s, floor {floor:.3f} s, same work "
+            print(f"round {n}: script {script:.3f} s, floor {floor:.3f} s, verified floor "
+                  f"{verified:.3f} s, same work "
                   f"{same:.3f} s, apply {seconds:.3f} s {steps}, apply unpacking "
                   f"{unpacking:.3f} s {unpacking_steps}", file=sys.stderr)
             shutil.rmtree(round_dir)
@@ -345,12 +372,13 @@ def report(rounds: list[dict[str, Any]], rss: dict[str, int], files: int, size: 
         return {name: round(statistics.median(r[key][name] for r in rounds), 3)
                 for name in rounds[0][key]}
 
-    script, floor, same, apply, unpacking = (
-        median(k) for k in ("script", "floor", "same", "apply", "unpacking"))
+    script, floor, verified, same, apply, unpacking = (
+        median(k) for k in ("script", "floor", "verified", "same", "apply", "unpacking"))
     paired = statistics.median(r["apply"] / r["script"] for r in rounds)
     print(json.dumps({"files": files, "mb": round(size / 1e6, 1),
                       "script_s": [round(r["script"], 3) for r in rounds],
                       "floor_s": [round(r["floor"], 3) for r in rounds],
+                      "verified_floor_s": [round(r["verified"], 3) for r in rounds],
                       "same_work_s": [round(r["same"], 3) for r in rounds],
                       "apply_s": [round(r["apply"], 3) for r in rounds], "steps_s": steps("steps"),
                       "apply_unpacking_s": [round(r["unpacking"], 3) for r in rounds],
@@ -358,13 +386,15 @@ def report(rounds: list[dict[str, Any]], rss: dict[str, int], files: int, size: 
                       "ratio": round(apply / script, 2), "paired_ratio": round(paired, 2),
                       "unpacking_ratio": round(unpacking / script, 2),
                       "floor_ratio": round(floor / script, 2),
+                      "verified_floor_ratio": round(verified / script, 2),
                       "unpacking_vs_same_work": round(unpacking / same, 2),
                       "peak_rss_kib": rss}))
     print(f"apply {apply:.3f} s vs cp -a + cp -a + sync {script:.3f} s: {apply / script:.2f}x "
           f"(per round {paired:.2f}x; target <= 1.0x), unpacked ahead in "
           f"{steps('steps')['stage']:.3f} s; unpacking in the apply {unpacking:.3f} s = "
           f"{unpacking / script:.2f}x, against the same work as a script ({same:.3f} s) "
-          f"{unpacking / same:.2f}x; the Python floor {floor:.3f} s = {floor / script:.2f}x; peak RSS "
+          f"{unpacking / same:.2f}x; the Python floor {floor:.3f} s = {floor / script:.2f}x, "
+          f"verified floor {verified:.3f} s = {verified / script:.2f}x; peak RSS "
           f"runner {rss['runner'] // 1024} MiB, step worker "
           f"{rss.get('step worker', 0) // 1024} MiB, portal {rss['portal'] // 1024} MiB")
 

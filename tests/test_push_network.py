@@ -115,10 +115,12 @@ def test_link_lost_mid_download(
                                     lambda: link.delivered()[0] > 100_000,
                                     STALL_S + MARGIN_S)
         assert failed.returncode == 14, failed.stderr
+        assert "resuming the download the link cut last time" in failed.stdout  # the Ctrl+C's
         assert_one_line_error(failed, "export stalled")
         assert seconds < STALL_S + MARGIN_S
         assert (storage / CLIENT / "cursor.json").read_text() == cursor
-        assert not list((storage / ".incoming").glob("*.part"))
+        kept = sorted(p.name for p in (storage / ".incoming").iterdir())
+        assert kept == [f"{CLIENT}~resume.json", f"{CLIENT}~resume.part"]  # to resume
         assert sorted(archived_sensors(storage)) == sorted(sensors(100))
 
         assert_agent_let_go(agent, link)
@@ -126,7 +128,9 @@ def test_link_lost_mid_download(
         assert len(lost) == 2, agent.log()
         assert f"lost {link.admin_ip}:" in lost[0] and "closed the connection" in lost[0]
         assert f"lost {link.admin_ip}:" in lost[1] and f"took nothing for {AGENT_TIMEOUT_S} s" in lost[1]
-        assert agent.sessions()[-1] | {"time": "-"} == {
+        interrupted = agent.sessions()[-1]
+        assert interrupted.pop("resumed_from") > 50_000  # what arrived before the Ctrl+C
+        assert interrupted | {"time": "-"} == {
             "time": "-", "peer_ip": link.admin_ip, "action": "export", "records": 120_000,
             "version": None, "status": "interrupted"}
         other = run_push(push_command(link, tmp_path / "other", key, *ADMIN, from_site=True))

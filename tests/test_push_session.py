@@ -113,7 +113,8 @@ def test_broken_transfer_keeps_cursor_and_rerun_delivers(
             push(push_request(tmp_path, admin_keys, relay.port, timeouts=timeouts))
         assert relay.broke.is_set()
         assert [p.name for p in (tmp_path / "data" / CLIENT).iterdir()] == ["cursor.json"]
-        assert not list((tmp_path / "data" / ".incoming").glob("*.part"))
+        kept = sorted(p.name for p in (tmp_path / "data" / ".incoming").iterdir())
+        assert kept == [f"{CLIENT}~resume.json", f"{CLIENT}~resume.part"]  # to resume
         assert cursor_of(tmp_path) == cursor
 
         relay.arm()

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from autotel.admin.storage import ClientStorage
@@ -140,6 +141,45 @@ def test_stream_broken_midway_stores_nothing(storage: ClientStorage) -> None:
         storage.receive(announce(BODY, len(LINES)), broken())
     assert_nothing_stored(storage)
     assert storage.read_cursor() is None
+
+
+ETAG = '"20261129T120000000000Z-abcdef-export.' + "0" * 64 + '"'
+
+
+def broken_at(body: bytes, at: int) -> Iterator[bytes]:
+    yield body[:at]
+    raise httpx.RemoteProtocolError("peer closed connection")  # as a cut link, in the session
+
+
+def test_a_broken_download_is_kept_and_resumed_whole(storage: ClientStorage) -> None:
+    with pytest.raises(httpx.RemoteProtocolError):
+        storage.receive(announce(BODY, len(LINES)), broken_at(BODY, 1000), etag=ETAG, asked=None)
+    assert storage.read_cursor() is None and archives(storage) == []
+    point = storage.resume_point(None)
+    assert point is not None and (point.etag, point.offset) == (ETAG, 1000)
+    stored = storage.receive(announce(BODY, len(LINES)), pieces(BODY[1000:], 4096), etag=ETAG,
+                             asked=None, resumed_from=1000)
+    assert stored.records == len(LINES) and storage.read_cursor() == "v1.next"
+    assert stored.archive is not None and stored.archive.read_bytes() == BODY
+    assert list(storage.incoming.iterdir()) == []
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    ("kept bytes", "SHA-256 mismatch"), ("other archive", "resumed another archive")])
+def test_a_resume_that_does_not_add_up_stores_nothing(
+    storage: ClientStorage, damage: str, message: str
+) -> None:
+    with pytest.raises(httpx.RemoteProtocolError):
+        storage.receive(announce(BODY, len(LINES)), broken_at(BODY, 1000), etag=ETAG)
+    announced = announce(BODY, len(LINES))
+    if damage == "kept bytes":  # e.g. a power cut before the kept bytes reached the disk
+        storage.partial.write_bytes(tamper(BODY[:1000]))
+    else:
+        announced = announce(tamper(BODY), len(LINES))
+    with pytest.raises(TransferError, match=message):
+        storage.receive(announced, pieces(BODY[1000:], 4096), etag=ETAG, resumed_from=1000)
+    assert archives(storage) == [] and storage.read_cursor() is None
+    assert list(storage.incoming.iterdir()) == [] and storage.resume_point(None) is None
 
 
 class FailingReplace:

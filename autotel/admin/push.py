@@ -26,10 +26,11 @@ from autotel.admin.pinning import (
     fetch_certificate,
     normalize_fingerprint,
 )
-from autotel.admin.session import AgentSession, Timeouts, UpdateAnswer
+from autotel.admin.session import AgentSession, ExportStream, Timeouts, UpdateAnswer
 from autotel.admin.storage import ClientStorage, StoredExport
 from autotel.crypto.signing import load_private_key
 from autotel.crypto.tls import fingerprint_pem
+from autotel.fsutil import MB
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,11 @@ def push(request: PushRequest, notice: Callable[[str], None] = lambda _: None) -
             if cursor is None:  # right on a first push; from a new --storage, a full re-export
                 notice(f"no cursor for {request.client_id} in {request.storage}: "
                        "this push exports every reading the site has")
-            with session.export(cursor) as stream:
-                stored = storage.receive(stream.announced, stream.chunks)
+            with session.export(cursor, storage.resume_point(cursor)) as stream:
+                if stream.resumed_from:
+                    notice(resumed_notice(request.client_id, stream))
+                stored = storage.receive(stream.announced, stream.chunks, etag=stream.etag,
+                                         asked=cursor, resumed_from=stream.resumed_from)
             if stream.announced.reset:
                 notice(reset_notice(request.client_id, stream.announced.reset))
             answer = session.send_update(offer) if offer else None
@@ -91,6 +95,12 @@ def push(request: PushRequest, notice: Callable[[str], None] = lambda _: None) -
             answer,
             offer.version if offer else None,
         )
+
+
+def resumed_notice(client_id: str, stream: ExportStream) -> str:
+    whole = stream.announced.length
+    return (f"site {client_id}: resuming the download the link cut last time "
+            f"({stream.resumed_from / MB:.1f} of {whole / MB:.1f} MB were already here)")
 
 
 def reset_notice(client_id: str, reason: str) -> str:

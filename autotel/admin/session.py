@@ -3,7 +3,8 @@
     GET /auth/challenge  -> nonce, agent_time (and the certificate of this connection)
     POST /auth           -> session token, for the signature over
                             autotel-auth-v1\\n<agent_time>\\n<nonce>\\n<fingerprint>
-    GET /data/export     -> the archive, streamed to the caller
+    GET /data/export     -> the archive, streamed to the caller; or the rest of one
+                            a cut link left (Range + If-Range, answered 206)
     POST /update         -> the package, streamed from its file
 
 Every failure leaves as one `TransportError` subclass with a message for the admin.
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import hmac
+import re
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from autotel.admin.offer import UpdateOffer
 from autotel.admin.pinning import PinnedCert, address_of, pinned_context
+from autotel.admin.storage import ResumePoint
 from autotel.admin.verify import Announced
 from autotel.crypto.challenge import auth_message
 from autotel.crypto.signing import sign
@@ -37,8 +41,6 @@ from autotel.errors import (
     TransportError,
     UnreachableError,
 )
-
-CHUNK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,10 @@ class UpdateAnswer:
 
 @dataclass(frozen=True)
 class ExportStream:
-    announced: Announced
+    announced: Announced  # of the whole archive, also when only its rest is sent
     chunks: Iterator[bytes]
+    etag: str = ""  # the agent's name for the archive, to resume it if the link breaks
+    resumed_from: int = 0  # the bytes of it the admin had: `chunks` are the rest
 
 
 class AgentSession:
@@ -110,28 +114,42 @@ class AgentSession:
         self._token = token
 
     @contextlib.contextmanager
-    def export(self, cursor: str | None) -> Iterator[ExportStream]:
+    def export(self, cursor: str | None,
+               resume: ResumePoint | None = None) -> Iterator[ExportStream]:
         """Stream `GET /data/export`; no cursor asks for every row (first contact).
+
+        With `resume`, asks for the rest of the archive a cut link left; the agent
+        answers that (206) or, if it no longer has it, a new export (200).
 
         Raises:
             AuthRefusedError: the token was refused. TransferError: any other answer, a
             broken or stalled stream (also raised from iterating `chunks`).
         """
         params = {"cursor": cursor} if cursor else {}
+        headers = self._auth()
+        if resume:
+            headers |= {"Range": f"bytes={resume.offset}-", "If-Range": resume.etag}
         with (
             self._errors("export"),
             self._client.stream(
-                "GET", "/data/export", params=params, headers=self._auth(), timeout=self._waiting()
+                "GET", "/data/export", params=params, headers=headers, timeout=self._waiting()
             ) as response,
         ):
-            if response.status_code != 200:
+            if response.status_code not in (200, 206):
                 response.read()
                 if response.status_code in (401, 429):
                     raise _refused(response, "refused the export")
                 raise TransferError(f"agent {self.address}: export failed: {_describe(response)}")
             announced = Announced.from_headers(response.headers)
+            offset = 0
+            if response.status_code == 206:
+                offset = _resumed_at(response.headers, announced, resume, self.address)
+                announced = dataclasses.replace(announced, length=offset + announced.length)
             _limit_stalls(response, self._timeouts.stall_s)
-            yield ExportStream(announced, response.iter_raw(CHUNK_BYTES))
+            # pieces as they arrive, not gathered into larger ones: what a cut link
+            # leaves must be on disk, to be resumed
+            yield ExportStream(announced, response.iter_raw(),
+                               response.headers.get("ETag", ""), offset)
 
     def send_update(self, offer: UpdateOffer) -> UpdateAnswer:
         """Stream the package from its file; return the agent's verdict.
@@ -227,6 +245,21 @@ class AgentSession:
             raise TransferError(
                 f"agent {self.address}: {what} broken: {e or type(e).__name__}"
             ) from e
+
+
+def _resumed_at(headers: httpx.Headers, announced: Announced, resume: ResumePoint | None,
+                address: str) -> int:
+    """Where a 206 answer's body starts: exactly where `resume` asked, or it is refused.
+
+    Raises: TransferError for a range that was not asked for or does not add up.
+    """
+    found = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", headers.get("Content-Range", "").strip())
+    start, last, total = (int(n) for n in found.groups()) if found else (-1, -1, -1)
+    asked = resume is not None and start == resume.offset
+    if not asked or last != total - 1 or total - start != announced.length:
+        raise TransferError(f"agent {address}: export answered a range that was not asked for "
+                            f"(Content-Range {headers.get('Content-Range', '')[:60]!r})")
+    return start
 
 
 def _pieces(package: BinaryIO) -> Iterator[bytes]:

@@ -3,7 +3,9 @@
     <storage>/known_agents.json         pinned agent certificates (see `pinning`)
     <storage>/<client_id>/*.jsonl.gz    verified archives, never a temp file
     <storage>/<client_id>/cursor.json   where the next export of that client starts
-    <storage>/.incoming/                temp files being received or written
+    <storage>/.incoming/                temp files being received or written, and
+                                        <client_id>~resume.part/.json: a download the
+                                        link cut, kept to be resumed (`resume_point`)
     <storage>/.locks/<client_id>.lock   held while a push of that client runs
 
 The order is what makes a push lose nothing and deliver nothing twice: the archive
@@ -11,6 +13,12 @@ is received into `.incoming/` while being verified, fsynced, renamed into the
 client's folder, and only then does the cursor move. A crash between the rename
 and the cursor write is covered by a journal entry (`pending`) written before the
 rename: the next push adopts the pending cursor if the archive made it.
+
+A download the link cut is kept, with the agent's name for that archive (its ETag),
+while the cursor stays where it was: the next push asks for the rest of the same
+archive (`AgentSession.export` with a `ResumePoint`), and the whole file is verified
+as if it had arrived at once. Over a link that breaks more often than a large backlog
+takes to download, that is the difference between arriving and never arriving.
 
 Empty exports (0 records) advance the cursor but store no archive: an idle site
 pushed every few minutes would otherwise fill the folder with empty files that say
@@ -23,7 +31,6 @@ import contextlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +38,12 @@ from typing import IO, Any
 
 from autotel.admin.pinning import KNOWN_AGENTS, KnownAgents
 from autotel.admin.verify import Announced, ArchiveVerifier, BackgroundVerifier
-from autotel.errors import ConfigError, StateError
+from autotel.errors import ConfigError, StateError, TransferError
 from autotel.fsutil import atomic_writer, fsync_dir, replace
 from autotel.lockfile import ProcessLock
 from autotel.timeutil import now_iso, utcnow
 
+CHUNK = 1 << 20
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -47,6 +55,14 @@ class StoredExport:
     size: int
     archive: Path | None  # None for an empty export
     cursor: str
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a download the link cut can go on: the agent's ETag and the bytes kept."""
+
+    etag: str
+    offset: int
 
 
 class ClientStorage:
@@ -62,6 +78,9 @@ class ClientStorage:
         self.client_dir = self.root / client_id
         self.incoming = self.root / ".incoming"
         self.cursor_file = self.client_dir / "cursor.json"
+        # '~' cannot occur in a client id, so one client's temp names never match another's
+        self.partial = self.incoming / f"{client_id}~resume.part"
+        self.partial_meta = self.incoming / f"{client_id}~resume.json"
         self.lock_file = self.root / ".locks" / f"{client_id}.lock"
 
     @property
@@ -90,8 +109,25 @@ class ClientStorage:
         cursor = state.get("cursor")
         return str(cursor) if cursor else None
 
-    def receive(self, announced: Announced, chunks: Iterable[bytes]) -> StoredExport:
+    def resume_point(self, cursor: str | None) -> ResumePoint | None:
+        """The download a cut link left for this same `cursor`, if part of it arrived.
+
+        A partial file from any other cursor (the cursor moved since) is removed.
+        """
+        meta = self._partial_meta()
+        offset = self.partial.stat().st_size if self.partial.is_file() else 0
+        if meta is None or meta.get("cursor") != cursor or not 0 < offset < meta["length"]:
+            self._drop_partial()
+            return None
+        return ResumePoint(meta["etag"], offset)
+
+    def receive(self, announced: Announced, chunks: Iterable[bytes], *, etag: str = "",
+                asked: str | None = None, resumed_from: int = 0) -> StoredExport:
         """Receive, verify and store one export body; then advance the cursor.
+
+        `etag` names the archive (kept to resume it if the link breaks; without one a
+        broken download is dropped), `asked` is the cursor it was asked with, and
+        `resumed_from` the bytes of it kept from before (the body is the rest).
 
         Raises:
             TransferError: the body does not match what was announced (nothing stored,
@@ -99,18 +135,9 @@ class ClientStorage:
             StateError: the admin's own disk failed (full, read-only, permissions).
         """
         try:
-            # '~' cannot occur in a client id, so one client's temp names never match another's
-            fd, tmp_name = tempfile.mkstemp(
-                prefix=f"{self.client_id}~", suffix=".part", dir=self.incoming
-            )
-            tmp = Path(tmp_name)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    checked = _write_checked(f, announced, chunks)
-                archive = self._store(tmp, announced) if announced.records else None
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
+            checked = self._receive_checked(announced, chunks, etag, asked, resumed_from)
+            archive = self._store(self.partial, announced) if announced.records else None
+            self._drop_partial()
             self._write_state(
                 {
                     "cursor": announced.cursor,
@@ -121,8 +148,85 @@ class ClientStorage:
                 }
             )
         except OSError as e:
+            with contextlib.suppress(OSError):
+                self._drop_partial()  # whole or not, the next push asks for it again
             raise StateError(f"{self.root}: cannot store the archive: {e}") from e
         return StoredExport(checked.records, checked.size, archive, announced.cursor)
+
+    def _receive_checked(self, announced: Announced, chunks: Iterable[bytes], etag: str,
+                         asked: str | None, resumed_from: int) -> ArchiveVerifier:
+        """The body into the partial file, checked whole and durable.
+
+        A body that arrived whole but wrong, or a break without an ETag, drops the
+        partial file; a break with one keeps it (made durable) for the next push.
+        """
+        verifier = BackgroundVerifier()
+        keep = False
+        try:
+            with self._open_partial(announced, etag, asked, resumed_from, verifier) as out:
+                try:
+                    for chunk in chunks:
+                        out.write(chunk)
+                        verifier.update(chunk)
+                except BaseException:
+                    keep = bool(etag) and out.tell() > 0
+                    raise
+                finally:
+                    out.flush()
+                    os.fsync(out.fileno())
+            return verifier.finish(announced)
+        except BaseException:
+            if not keep:
+                self._drop_partial()
+            raise
+        finally:
+            verifier.close()
+
+    @contextlib.contextmanager
+    def _open_partial(self, announced: Announced, etag: str, asked: str | None,
+                      resumed_from: int, verifier: BackgroundVerifier) -> Iterator[IO[bytes]]:
+        """The partial file, ready for the body: emptied for a new archive, or positioned
+        after the bytes kept (which the verifier reads first) for a resumed one.
+
+        Raises: TransferError when the agent resumed another archive than the one kept.
+        """
+        if not resumed_from:
+            self._drop_partial()
+            if etag:
+                self._write_partial_meta({"etag": etag, "cursor": asked, "length": announced.length,
+                                          "sha256": announced.sha256})
+            with open(self.partial, "wb") as out:
+                yield out
+            return
+        meta = self._partial_meta()
+        if meta is None or (meta["length"], meta["sha256"]) != (announced.length, announced.sha256):
+            raise TransferError("the agent resumed another archive than the one this push kept")
+        with open(self.partial, "r+b") as out:
+            out.truncate(resumed_from)
+            while block := out.read(CHUNK):
+                verifier.update(block)
+            yield out
+
+    def _partial_meta(self) -> dict[str, Any] | None:
+        """What the kept download is; None if there is none or it is unreadable."""
+        try:
+            meta = json.loads(self.partial_meta.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        wanted = {"etag": str, "length": int, "sha256": str}
+        if not isinstance(meta, dict) or not all(isinstance(meta.get(k), t)
+                                                 for k, t in wanted.items()):
+            return None
+        return meta
+
+    def _write_partial_meta(self, meta: dict[str, Any]) -> None:
+        with atomic_writer(self.partial_meta, tmp_dir=self.incoming) as f:
+            f.write(json.dumps(meta).encode("utf-8"))
+
+    def _drop_partial(self) -> None:
+        for path in (self.partial_meta, self.partial):  # the description first: never a
+            with contextlib.suppress(FileNotFoundError):  # file kept without knowing what it is
+                path.unlink()
 
     def _store(self, tmp: Path, announced: Announced) -> Path:
         """Rename the verified temp file into the client's folder, journaled."""
@@ -160,26 +264,9 @@ class ClientStorage:
             f.write(data.encode("utf-8"))
 
     def _remove_stale_temps(self) -> None:
-        """Temp files of this client left by a killed push; safe to delete under the lock."""
+        """Temp files of this client that a killed push of an earlier autotel left (the
+        kept download is not one); safe to delete under the lock."""
         for leftover in self.incoming.glob(f"{self.client_id}~*.part"):
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
-
-
-def _write_checked(
-    out: IO[bytes], announced: Announced, chunks: Iterable[bytes]
-) -> ArchiveVerifier:
-    """Write `chunks` to `out` and make it durable while a thread checks them.
-
-    Raises: TransferError when the body does not match `announced`.
-    """
-    verifier = BackgroundVerifier()
-    try:
-        for chunk in chunks:
-            out.write(chunk)
-            verifier.update(chunk)
-        out.flush()
-        os.fsync(out.fileno())
-        return verifier.finish(announced)
-    finally:
-        verifier.close()
+            if leftover != self.partial:
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()

@@ -33,6 +33,7 @@ from autotel.web.agent.outcomes import (
     update_answer,
     upload_refusal,
 )
+from autotel.web.agent.resume import etag, resumed
 from autotel.web.agent.sessions import record_session
 from autotel.web.agent.upload import discard, receive_upload
 from autotel.web.bodies import GONE_KEY, RequestBody, parse_json, refusing_bad_requests
@@ -157,6 +158,10 @@ def _export(state: AgentState) -> Any:
         request = ExportRequest.from_query(_query_value("since"), _query_value("cursor"))
     except BadExportRequest as e:
         raise json_error(400, {"error": str(e)}) from None
+    rest = resumed(state.spool, request.to_params(), bottle.request.get_header("Range"),
+                   bottle.request.get_header("If-Range"))
+    if rest is not None:
+        return _send_archive(state, rest.result, rest.job_id, peer_ip(), rest.offset)
     try:
         job = run_job(
             state.spool,
@@ -171,7 +176,7 @@ def _export(state: AgentState) -> Any:
     result = export_result(job)
     if result is None:
         raise json_error(503, {"error": f"export failed: {job.get('error') or 'no archive'}"})
-    return _send_archive(state, result, peer_ip())
+    return _send_archive(state, result, job["id"], peer_ip())
 
 
 def _client_gone() -> Callable[[], bool]:
@@ -191,7 +196,9 @@ def _query_value(name: str) -> str | None:
     return str(values[0])
 
 
-def _send_archive(state: AgentState, result: dict[str, Any], ip: str) -> ArchiveStream:
+def _send_archive(state: AgentState, result: dict[str, Any], job_id: str, ip: str,
+                  offset: int = 0) -> ArchiveStream:
+    """The archive from byte `offset` on (206 for a resumed download), with its headers."""
     path = state.config.state.exports / result["archive"]
     try:
         stream = path.open("rb")
@@ -209,19 +216,25 @@ def _send_archive(state: AgentState, result: dict[str, Any], ip: str) -> Archive
                 f"the export wrote {result['size']}"
             },
         )
+    stream.seek(offset)
     headers = {
         "Content-Type": "application/gzip",
-        "Content-Length": str(size),
+        "Content-Length": str(size - offset),
         "X-Record-Count": str(result["records"]),
         "X-Period-End": result["period_end"],
         "X-Cursor": result["cursor"],
         "X-Content-SHA256": result["sha256"],
+        "ETag": etag(job_id, result),
+        "Accept-Ranges": "bytes",
     }
     if reset_reason(result):
         headers["X-Cursor-Reset"] = reset_reason(result)  # additive: the admin says so
+    if offset:
+        bottle.response.status = 206
+        headers["Content-Range"] = f"bytes {offset}-{size - 1}/{size}"
     for name, value in headers.items():
         bottle.response.set_header(name, value)
-    return ArchiveStream(state, stream, result, ip)
+    return ArchiveStream(state, stream, result, ip, offset)
 
 
 class ArchiveStream:
@@ -233,13 +246,17 @@ class ArchiveStream:
     """
 
     def __init__(
-        self, state: AgentState, stream: BinaryIO, result: dict[str, Any], ip: str
+        self, state: AgentState, stream: BinaryIO, result: dict[str, Any], ip: str, offset: int
     ) -> None:
         self.state, self.stream, self.result, self.ip = state, stream, result, ip
+        self.offset = offset
         self.sent = 0
         self.closed = False
         with state.lock:
             state.serving.add(result["archive"])
+            # older archives are superseded, also those whose download broke and was not
+            # resumed: each broken push would otherwise leave a whole archive on the site
+            prune(state.config.state.exports, state.serving)
 
     def __iter__(self) -> Iterator[bytes]:
         while not self.state.stopping.is_set():
@@ -254,12 +271,10 @@ class ArchiveStream:
             return
         self.closed = True
         self.stream.close()
-        complete = self.sent == self.result["size"]
+        complete = self.offset + self.sent == self.result["size"]
         paths = self.state.config.state
         with self.state.lock:
             self.state.serving.discard(self.result["archive"])
-            if complete:
-                prune(paths.exports, {self.result["archive"], *self.state.serving})
         if complete:
             atomic_write_text(paths.last_sync, self.result["period_end"] + "\n")
         record_session(
@@ -270,6 +285,7 @@ class ArchiveStream:
             status="ok" if complete else "interrupted",
             max_mb=self.state.config.retention.sessions_max_mb,
             reset=reset_reason(self.result) or None,
+            resumed_from=self.offset or None,
         )
 
 

@@ -30,8 +30,10 @@ def record_session(
     status: str,
     max_mb: float,
     reset: str | None = None,
+    resumed_from: int | None = None,
 ) -> None:
-    """Append one line; `reset` (exports only) says why every row was exported."""
+    """Append one line; for exports, `reset` says why every row was exported and
+    `resumed_from` at which byte a download the link had cut went on."""
     line: dict[str, object] = {
         "time": now_iso(),
         "peer_ip": peer_ip,
@@ -42,6 +44,8 @@ def record_session(
     }
     if reset:
         line["reset"] = reset
+    if resumed_from:
+        line["resumed_from"] = resumed_from
     with _writing:
         append_line(log_file, json.dumps(line, ensure_ascii=False))
         try:

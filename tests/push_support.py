@@ -71,6 +71,7 @@ class Relay:
         self.target_port = target_port
         self.cut_after = cut_after
         self.stall_after = stall_after
+        self.once = False  # `arm(once=True)`: the connections after the fault go through
         self.downstream = 0
         self.broke = threading.Event()
         self._lock = threading.Lock()
@@ -80,10 +81,13 @@ class Relay:
         self.port = self._listener.getsockname()[1]
         self._threads: list[threading.Thread] = []
 
-    def arm(self, *, cut_after: int | None = None, stall_after: int | None = None) -> None:
-        """Count downstream bytes from zero again, with new limits (none: just forward)."""
+    def arm(self, *, cut_after: int | None = None, stall_after: int | None = None,
+            once: bool = False) -> None:
+        """Count downstream bytes from zero again, with new limits (none: just forward);
+        `once`: a connection made after the fault is forwarded whole (a link that came back)."""
         with self._lock:
             self.cut_after, self.stall_after, self.downstream = cut_after, stall_after, 0
+            self.once = once
             self.broke.clear()
 
     def __enter__(self) -> Self:
@@ -116,6 +120,8 @@ class Relay:
             except OSError:
                 return
             client.settimeout(None)
+            if self.once and self.broke.is_set():
+                self.arm()
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             with self._lock:
                 self._sockets += [client, upstream]

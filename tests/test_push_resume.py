@@ -19,9 +19,19 @@ from autotel.admin.push import push
 from autotel.admin.session import Timeouts
 from autotel.admin.storage import ClientStorage
 from autotel.config import Config
+from autotel.crypto.keys import generate_keypair
 from autotel.errors import TransferError
 from tests.agent_support import login, running_agent
-from tests.push_support import CLIENT, Relay, archived_sensors, busy, insert_rows, push_request
+from tests.foundation_support import assert_one_line_error
+from tests.push_support import (
+    CLIENT,
+    Relay,
+    archived_sensors,
+    busy,
+    insert_rows,
+    push_request,
+    run_push_cli,
+)
 
 TIMEOUTS = Timeouts(connect_s=5, stall_s=2.0, wait_s=30)
 ROWS = 60_000
@@ -164,3 +174,32 @@ def test_a_kept_download_of_another_cursor_is_dropped(tmp_path: Path) -> None:
         assert storage.resume_point("v2.old") is not None
         assert storage.resume_point("v2.newer") is None
         assert not storage.partial.exists() and not storage.partial_meta.exists()
+
+
+def test_push_with_retries_rides_out_a_broken_link(
+    site: Config, admin_keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    busy_site = busy(site)
+    storage = tmp_path / "data"
+    with running_agent(busy_site) as agent, Relay(agent.port) as relay:
+        assert run_push_cli(storage, admin_keys[0], relay.port).returncode == 0
+        insert_rows(busy_site, ROWS)
+        relay.arm(cut_after=300_000, once=True)
+        result = run_push_cli(storage, admin_keys[0], relay.port, "--retries", "2",
+                              "--retry-wait", "0.2")
+    assert result.returncode == 0, result.stderr
+    assert "export broken" in result.stdout and "trying again in 0.2 s (1 of 2 retries)" in result.stdout
+    assert "resuming the download the link cut last time" in result.stdout
+    assert f"{ROWS} records" in result.stdout
+    assert sorted(archived_sensors(storage)) == sorted(f"s{i}" for i in range(ROWS))
+
+
+def test_push_does_not_retry_what_the_network_did_not_cause(
+    site: Config, tmp_path: Path
+) -> None:
+    stranger = generate_keypair(tmp_path / "stranger")
+    with running_agent(busy(site)) as agent:
+        result = run_push_cli(tmp_path / "data", stranger[0], agent.port, "--retries", "3")
+    assert result.returncode == 13
+    assert_one_line_error(result, "401")
+    assert "trying again" not in result.stdout

@@ -30,7 +30,10 @@ from autotel.admin.session import AgentSession, ExportStream, Timeouts, UpdateAn
 from autotel.admin.storage import ClientStorage, StoredExport
 from autotel.crypto.signing import load_private_key
 from autotel.crypto.tls import fingerprint_pem
+from autotel.errors import TransferError, UnreachableError
 from autotel.fsutil import MB
+
+MAX_WAIT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,31 @@ def push(request: PushRequest, notice: Callable[[str], None] = lambda _: None) -
             answer,
             offer.version if offer else None,
         )
+
+
+def push_retrying(request: PushRequest, retries: int, first_wait_s: float,
+                  notice: Callable[[str], None] = lambda _: None,
+                  sleep: Callable[[float], None] = time.sleep) -> PushResult:
+    """`push`, tried again up to `retries` times when the network failed it.
+
+    Over a poor link a session breaks now and then; each new one resumes the download
+    where the last broke. Waits double from `first_wait_s` (at most `MAX_WAIT_S`), so a
+    few retries stay within the agent's sign-ins a minute. Anything but the network
+    (a refused key, a changed certificate, a refused update) is not retried.
+
+    Raises: what `push` raises, from the last attempt.
+    """
+    attempt = 0
+    while True:
+        try:
+            return push(request, notice)
+        except (TransferError, UnreachableError) as e:
+            if attempt == retries:
+                raise
+            wait = min(first_wait_s * 2**attempt, MAX_WAIT_S)
+            attempt += 1
+            notice(f"{e}; trying again in {wait:g} s ({attempt} of {retries} retries)")
+            sleep(wait)
 
 
 def resumed_notice(client_id: str, stream: ExportStream) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from autotel.admin.push import PushRequest, PushResult, push
+from autotel.admin.push import PushRequest, PushResult, push_retrying
 from autotel.admin.session import Timeouts, UpdateAnswer
 from autotel.cli._common import say
 from autotel.cli._panels import ADMIN
@@ -41,6 +41,11 @@ def push_command(
     stall_timeout: Annotated[
         float, typer.Option(min=0.1, help="Seconds without data before a transfer counts as broken")
     ] = 60.0,
+    retries: Annotated[int, typer.Option(min=0, max=100, help=(
+        "After the network failed the push (exit 11 or 14), try again this many times; "
+        "a broken download goes on where it stopped"))] = 0,
+    retry_wait: Annotated[float, typer.Option(min=0.0, help=(
+        "Seconds before the first retry; each next wait doubles (at most 300)"))] = 10.0,
 ) -> None:
     """One session with a site's agent: sign in, pull new readings, deliver an update.
 
@@ -48,7 +53,7 @@ def push_command(
     key file; 3/4 update refused; 7 another push of this
     client runs, or the storage is unusable; 11 unreachable; 12 certificate changed; 13
     sign-in refused (key not trusted, or too many sign-ins a minute); 14 transfer broken.
-    A failed push loses no readings: run it again.
+    A failed push loses no readings: run it again (a broken download resumes).
     """
     request = PushRequest(
         host=host,
@@ -60,7 +65,7 @@ def push_command(
         accept_cert=accept_cert,
         timeouts=Timeouts(connect_s=connect_timeout, stall_s=stall_timeout),
     )
-    result = push(request, notice=say)
+    result = push_retrying(request, retries, retry_wait, notice=say)
     say(summary(result))
     if result.update is not None and not result.update.accepted:
         raise _update_refused(result.update, result.update_version or "?")

@@ -144,3 +144,11 @@ def login(agent: RunningAgent, client: httpx.Client, private_key: Path) -> str:
     answer = client.post("/auth", json=signed_login(agent, client, private_key))
     answer.raise_for_status()
     return str(answer.json()["session_token"])
+
+
+@contextlib.contextmanager
+def logged_in(agent: RunningAgent, private_key: Path, ip: str) -> Iterator[httpx.Client]:
+    """A client from its own loopback address `ip` (its own sign-in limit), signed in."""
+    with agent.client(ip=ip) as client:
+        client.headers["Authorization"] = f"Bearer {login(agent, client, private_key)}"
+        yield client

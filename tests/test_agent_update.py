@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from autotel.timeutil import iso
-from tests.agent_support import RunningAgent, login, make_site, running_agent, with_agent
+from tests.agent_support import RunningAgent, logged_in, make_site, running_agent, with_agent
 from tests.package_support import craft, signature_b64
 
 APP = {"portal/main.py": b"print('v1.2.0')\n"}
@@ -35,8 +35,7 @@ def agent(
 @pytest.fixture
 def session(agent: RunningAgent, admin_keys: tuple[Path, Path]) -> Iterator[httpx.Client]:
     """A client from its own loopback address, already logged in."""
-    with agent.client(ip=f"127.0.1.{next(_addresses)}") as client:
-        client.headers["Authorization"] = f"Bearer {login(agent, client, admin_keys[0])}"
+    with logged_in(agent, admin_keys[0], f"127.0.1.{next(_addresses)}") as client:
         yield client
 
 

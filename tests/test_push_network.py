@@ -22,6 +22,7 @@ import pytest
 
 from autotel.config import Config
 from autotel.package.pending import read_pending
+from autotel.package.zipread import file_sha256
 from autotel.spool.queue import Spool
 from tests.foundation_support import assert_one_line_error, running, wait_for
 from tests.network_support import (
@@ -165,16 +166,19 @@ def test_link_lost_mid_upload(
         assert agent.sessions()[-1]["status"] == "incomplete"
         assert_agent_let_go(agent, link)
         assert f"refused the update upload from {link.admin_ip}" in agent.log()
-        assert list(incoming.iterdir()) == []
+        kept = list(incoming.iterdir())  # what arrived, kept to be resumed
+        assert [p.name for p in kept] == [f"resume-{file_sha256(package)}.part"]
+        assert kept[0].stat().st_size > 50_000
         assert read_pending(migrated_site.state) is None
         assert "receive" not in {job["kind"] for job in Spool(migrated_site.state).all_jobs()}
 
         link.restore()
         again = run_push(push)
     assert again.returncode == 0, again.stderr
-    assert "update v1.1.0: queued" in again.stdout
+    assert "update v1.1.0: queued (resumed: " in again.stdout
     pending = read_pending(migrated_site.state)
     assert pending is not None and pending.version == "1.1.0"
+    assert pending.path.read_bytes() == package.read_bytes()
     assert sorted(archived_sensors(storage)) == sorted(sensors(100))
 
 

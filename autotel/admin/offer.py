@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autotel.errors import ConfigError, PackageError
+from autotel.package.zipread import file_sha256
 
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
@@ -25,6 +26,7 @@ class UpdateOffer:
     version: str
     signature_b64: str
     size: int
+    sha256: str  # names the package to the agent, so a broken upload can be resumed
 
     @classmethod
     def from_zip(cls, path: Path) -> UpdateOffer:
@@ -45,6 +47,7 @@ class UpdateOffer:
             _version(path, manifest),
             base64.b64encode(signature).decode("ascii"),
             path.stat().st_size,
+            file_sha256(path),
         )
 
 

@@ -31,7 +31,7 @@ from autotel.admin.storage import ClientStorage, StoredExport
 from autotel.crypto.signing import load_private_key
 from autotel.crypto.tls import fingerprint_pem
 from autotel.errors import TransferError, UnreachableError
-from autotel.fsutil import MB
+from autotel.fsutil import megabytes
 
 MAX_WAIT_S = 300.0
 
@@ -126,9 +126,9 @@ def push_retrying(request: PushRequest, retries: int, first_wait_s: float,
 
 
 def resumed_notice(client_id: str, stream: ExportStream) -> str:
-    whole = stream.announced.length
     return (f"site {client_id}: resuming the download the link cut last time "
-            f"({stream.resumed_from / MB:.1f} of {whole / MB:.1f} MB were already here)")
+            f"({megabytes(stream.resumed_from)} of {megabytes(stream.announced.length)} "
+            "were already here)")
 
 
 def reset_notice(client_id: str, reason: str) -> str:

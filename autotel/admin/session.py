@@ -57,6 +57,7 @@ class UpdateAnswer:
     status: str  # queued, same_version, invalid_sig, invalid_package, too_large
     http_status: int
     error: str = ""
+    resumed_from: int = 0  # bytes the agent held from a broken upload: only the rest was sent
 
     @property
     def accepted(self) -> bool:
@@ -154,19 +155,19 @@ class AgentSession:
     def send_update(self, offer: UpdateOffer) -> UpdateAnswer:
         """Stream the package from its file; return the agent's verdict.
 
+        Only the part the agent does not hold yet is sent: an upload that broke off
+        earlier goes on where it stopped (`autotel.web.agent.upload_resume`).
+
         Raises: AuthRefusedError (token refused), TransferError (no verdict came back).
         """
-        headers = {
-            **self._auth(),
-            "Content-Type": "application/zip",
-            "X-Update-Version": offer.version,
-            "X-Manifest-Signature": offer.signature_b64,
-        }
-        with self._errors("update"), offer.path.open("rb") as package:
-            response = self._client.post(
-                "/update", content=_pieces(package), timeout=self._waiting(),
-                headers={**headers, "Content-Length": str(offer.size)},
-            )
+        offset = self._held(offer)
+        response = self._post_update(offer, offset)
+        held_less = _resume_failed(response) if offset else None
+        if held_less is not None:  # the agent lost part of it since it said
+            offset = held_less
+            response = self._post_update(offer, offset)
+        if _resume_failed(response) is not None:
+            raise TransferError(f"agent {self.address}: update not taken: {_describe(response)}")
         if response.status_code == 413:
             return UpdateAnswer(
                 "too_large", 413, "the package exceeds the site's agent.max_update_mb"
@@ -177,8 +178,41 @@ class AgentSession:
         if response.status_code not in (200, 400, 409) or not isinstance(status, str):
             raise TransferError(f"agent {self.address}: update failed: {_describe(response)}")
         return UpdateAnswer(
-            status, response.status_code, str(_json(response, "update").get("error", ""))
+            status, response.status_code, str(_json(response, "update").get("error", "")),
+            offset or 0,
         )
+
+    def _held(self, offer: UpdateOffer) -> int | None:
+        """How many bytes of the package the agent holds from a broken upload; None from
+        an agent that cannot resume uploads (older than this admin)."""
+        with self._errors("update"):
+            response = self._client.get("/update/upload", params={"sha256": offer.sha256},
+                                        headers=self._auth())
+        if response.status_code == 404:
+            return None
+        if response.status_code in (401, 429):
+            raise _refused(response, "refused the update")
+        held = _json(response, "update").get("offset")
+        if response.status_code != 200 or not isinstance(held, int) or not 0 <= held <= offer.size:
+            raise TransferError(f"agent {self.address}: update failed: {_describe(response)}")
+        return held
+
+    def _post_update(self, offer: UpdateOffer, offset: int | None) -> httpx.Response:
+        """`POST /update` with the package from byte `offset` (None: whole, unnamed)."""
+        headers = {
+            **self._auth(),
+            "Content-Type": "application/zip",
+            "X-Update-Version": offer.version,
+            "X-Manifest-Signature": offer.signature_b64,
+            "Content-Length": str(offer.size - (offset or 0)),
+        }
+        if offset is not None:
+            headers |= {"X-Upload-SHA256": offer.sha256, "X-Upload-Length": str(offer.size),
+                        "X-Upload-Offset": str(offset)}
+        with self._errors("update"), offer.path.open("rb") as package:
+            package.seek(offset or 0)
+            return self._client.post("/update", content=_pieces(package),
+                                     timeout=self._waiting(), headers=headers)
 
     def _challenge(self) -> tuple[str, str, str]:
         """Nonce, agent time, and the fingerprint of the certificate on this very connection."""
@@ -260,6 +294,18 @@ def _resumed_at(headers: httpx.Headers, announced: Announced, resume: ResumePoin
         raise TransferError(f"agent {address}: export answered a range that was not asked for "
                             f"(Content-Range {headers.get('Content-Range', '')[:60]!r})")
     return start
+
+
+def _resume_failed(response: httpx.Response) -> int | None:
+    """The offset a `resume_failed` answer says the agent holds, else None."""
+    if response.status_code != 409:
+        return None
+    with contextlib.suppress(ValueError):
+        body = response.json()
+        if isinstance(body, dict) and body.get("status") == "resume_failed" and \
+                isinstance(body.get("offset"), int):
+            return int(body["offset"])
+    return None
 
 
 def _pieces(package: BinaryIO) -> Iterator[bytes]:

@@ -12,6 +12,7 @@ from autotel.admin.session import Timeouts, UpdateAnswer
 from autotel.cli._common import say
 from autotel.cli._panels import ADMIN
 from autotel.errors import AutotelError, PackageError, SignatureError
+from autotel.fsutil import megabytes
 
 
 def register(app: typer.Typer) -> None:
@@ -81,6 +82,8 @@ def summary(result: PushResult) -> str:
     )
     if result.update is not None:
         line += f", update v{result.update_version}: {result.update.status}"
+        if result.update.resumed_from:
+            line += f" (resumed: {megabytes(result.update.resumed_from)} had arrived before)"
         if result.update.status == "same_version" and result.update.error:
             # the site may hold another package of this version: say which, and what to do
             line += f" ({result.update.error})"

@@ -21,6 +21,7 @@ from autotel.web.agent.app import AUTH_BODY_LIMIT, AgentState, build_app
 from autotel.web.agent.auth import Authenticator
 from autotel.web.agent.bodyguard import BodyGuard
 from autotel.web.agent.upload import sweep_incoming
+from autotel.web.agent.upload_resume import sweep_kept
 from autotel.web.bodies import ClosingGateway
 from autotel.web.server import ServerHandle
 
@@ -102,6 +103,7 @@ def sweep_stale_uploads(config: Config) -> list[str]:
     that a queued or running `receive` job names is kept for that job.
     """
     removed = sweep_incoming(config.state.incoming, _uploads_in_use(Spool(config.state)))
+    removed += sweep_kept(config.state.incoming)
     if removed:
         log.info("removed %d stale upload(s) from %s: %s", len(removed),
                  config.state.incoming, ", ".join(removed))

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 import bottle
 
 from autotel.config import Config
-from autotel.errors import DiskSpaceError, RequestError
+from autotel.errors import DiskSpaceError, PackageError, RequestError
 from autotel.export.archive import prune
 from autotel.export.cursor import BadExportRequest, ExportRequest
 from autotel.fsutil import atomic_write_text
@@ -36,6 +36,7 @@ from autotel.web.agent.outcomes import (
 from autotel.web.agent.resume import etag, resumed
 from autotel.web.agent.sessions import record_session
 from autotel.web.agent.upload import discard, receive_upload
+from autotel.web.agent.upload_resume import ResumableUpload, held_bytes, receive_resumable
 from autotel.web.bodies import GONE_KEY, RequestBody, parse_json, refusing_bad_requests
 
 log = logging.getLogger("autotel.agent")
@@ -85,6 +86,7 @@ def build_app(state: AgentState) -> bottle.Bottle:
     app.route("/data/export", "GET", lambda: _export(state))
     app.route("/data/export", "HEAD", _no_head)  # bottle would run a whole export for HEAD
     app.route("/update", "POST", lambda: _update(state))
+    app.route("/update/upload", "GET", lambda: _upload_held(state))
     return app
 
 
@@ -289,6 +291,16 @@ class ArchiveStream:
         )
 
 
+def _upload_held(state: AgentState) -> dict[str, Any]:
+    """How much of a package an upload that broke off left on the site (`upload_resume`)."""
+    _require_token(state)
+    try:
+        sha256 = _query_value("sha256") or ""
+        return {"sha256": sha256, "offset": held_bytes(state.config.state.incoming, sha256)}
+    except (RequestError, BadExportRequest) as e:
+        raise json_error(400, {"error": str(e)}) from None
+
+
 def _update(state: AgentState) -> Any:
     _require_token(state)
     ip = peer_ip()
@@ -304,11 +316,12 @@ def _update(state: AgentState) -> Any:
             },
         ) from None
     limit = state.config.agent.max_update_mb * 1024 * 1024
+    request_body, incoming = RequestBody(bottle.request.environ), state.config.state.incoming
     try:
-        upload = receive_upload(
-            RequestBody(bottle.request.environ), limit, state.config.state.incoming
-        )
-    except (RequestError, DiskSpaceError) as e:
+        resumable = ResumableUpload.from_headers(bottle.request.get_header)
+        upload = (receive_resumable(request_body, resumable, limit, incoming) if resumable
+                  else receive_upload(request_body, limit, incoming))
+    except (RequestError, DiskSpaceError, PackageError) as e:
         status, body, logged = upload_refusal(e)
         log.warning("refused the update upload from %s: %s", ip, e)
         record_session(

@@ -12,6 +12,7 @@ from autotel.errors import (
     RequestError,
 )
 from autotel.spool.jobfile import failed_steps
+from autotel.web.agent.upload_resume import ResumeRefused
 
 # The receive job's failure classes (the runner records the exception class name).
 _UPDATE_FAILURES = {
@@ -46,9 +47,13 @@ def upload_refusal(error: AutotelError) -> tuple[int, dict[str, Any], str]:
     A body cut short or stalled is no package (`invalid_package`, as the contract says for
     an unusable one) but is logged as `incomplete`, which tells the admin to resend it.
     A full disk has no status in the contract: `disk_full`, with 507, says it is the
-    site's problem, not the package's.
+    site's problem, not the package's; nor has a resumed upload that names bytes the site
+    does not hold: `resume_failed`, with 409 and the `offset` to send from.
     """
     message = str(error)
+    if isinstance(error, ResumeRefused):
+        return 409, {"status": "resume_failed", "offset": error.held, "error": message}, \
+            "resume_failed"
     if isinstance(error, DiskSpaceError):
         return 507, {"status": "disk_full", "error": message}, "disk_full"
     if isinstance(error, BodyTooLargeError):

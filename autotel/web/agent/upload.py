@@ -18,6 +18,7 @@ import secrets
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
+from typing import IO
 
 from autotel.errors import BodyTooLargeError, DiskSpaceError
 from autotel.fsutil import TEMP_SUFFIX, atomic_writer, megabytes
@@ -39,35 +40,51 @@ def receive_upload(body: RequestBody, limit: int, folder: Path) -> Path:
         IncompleteBodyError, BodyTimeoutError, RequestError: as `RequestBody.read` says.
         DiskSpaceError: the declared length does not fit on the disk, or the disk filled up.
     """
+    check_room(body, limit, folder)
+    target = folder / f"{UPLOAD_PREFIX}{secrets.token_hex(8)}{UPLOAD_SUFFIX}"
+    try:
+        with atomic_writer(target) as out:
+            write_body(body, limit, out)
+    except OSError as e:
+        raise_if_disk_full(e, body, folder)
+        raise
+    return target
+
+
+def check_room(body: RequestBody, limit: int, folder: Path) -> None:
+    """Raises: BodyTooLargeError or DiskSpaceError for a declared length that cannot fit."""
     if body.length > limit:
-        raise BodyTooLargeError(
-            f"package of {body.length} bytes; this site accepts at most {limit} "
-            "(agent.max_update_mb)"
-        )
+        raise too_large(body.length, limit)
     folder.mkdir(parents=True, exist_ok=True)
     free = _free_bytes(folder)
     if free is not None and body.length > free:
         raise _disk_full(f"the package needs {megabytes(body.length)}", folder)
-    target = folder / f"{UPLOAD_PREFIX}{secrets.token_hex(8)}{UPLOAD_SUFFIX}"
-    received = 0
-    try:
-        with atomic_writer(target) as out:
-            for piece in _pieces(body, limit):
-                out.write(piece)
-                received += len(piece)
-    except OSError as e:
-        if e.errno not in DISK_FULL:
-            raise
-        needed = f"the package needs {megabytes(body.length)}" if body.length >= 0 else (
-            f"{megabytes(received)} of the package had arrived")
-        raise _disk_full(needed, folder) from e
-    return target
 
 
-def _pieces(body: RequestBody, limit: int) -> Iterable[bytes]:
+def too_large(size: int, limit: int) -> BodyTooLargeError:
+    return BodyTooLargeError(
+        f"package of {size} bytes; this site accepts at most {limit} (agent.max_update_mb)")
+
+
+def write_body(body: RequestBody, limit: int, out: IO[bytes], piece_bytes: int = PIECE_BYTES) -> None:
+    """Copy the body to `out` in reads of `piece_bytes` (a read the link breaks loses its
+    piece). Raises: as `receive_upload` (the disk's errors as OSError)."""
+    for piece in _pieces(body, limit, piece_bytes):
+        out.write(piece)
+
+
+def raise_if_disk_full(error: OSError, body: RequestBody, folder: Path) -> None:
+    """Raises: DiskSpaceError, an error the admin can act on, when `error` says the disk
+    (or the quota on it) is full."""
+    if error.errno in DISK_FULL:
+        needed = megabytes(body.length) if body.length >= 0 else "more room"
+        raise _disk_full(f"the package needs {needed}", folder) from error
+
+
+def _pieces(body: RequestBody, limit: int, piece_bytes: int) -> Iterable[bytes]:
     total = 0
     while True:
-        want = PIECE_BYTES if body.length < 0 else min(PIECE_BYTES, body.length - total)
+        want = piece_bytes if body.length < 0 else min(piece_bytes, body.length - total)
         if want <= 0:
             return
         piece = body.read(want)

@@ -258,8 +258,10 @@ class ArchiveStream:
         paths = self.state.config.state
         with self.state.lock:
             self.state.serving.discard(self.result["archive"])
-            if complete:
-                prune(paths.exports, {self.result["archive"], *self.state.serving})
+            # also after a broken transfer: an export is never served twice, so older
+            # archives are dead weight (each holds every row since the admin's cursor,
+            # and a link that breaks every hour would fill the disk with them)
+            prune(paths.exports, {self.result["archive"], *self.state.serving})
         if complete:
             atomic_write_text(paths.last_sync, self.result["period_end"] + "\n")
         record_session(

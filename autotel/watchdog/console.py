@@ -55,17 +55,25 @@ class ConsolePump:
 
     def _copy(self) -> None:
         out = open_console_log(self._path, self._max_bytes)
+        line_ended = True
         try:
             while data := os.read(self._pipe.fileno(), READ_BYTES):
                 # rotated before a write, never after: the log must end with the last
                 # thing printed, which is the exit reason the supervisor reads from it
-                if out.tell() > self._max_bytes:
+                if self._due(out.tell(), line_ended):
                     out.close()
                     out = open_console_log(self._path, self._max_bytes)
                 out.write(data)
                 out.flush()
+                line_ended = data.endswith(b"\n")
         finally:
             out.close()
+
+    def _due(self, size: int, line_ended: bool) -> bool:
+        """Over the limit, and between two lines: an unbuffered child prints a line in
+        pieces, and one cut across the two files would lose its start from the reason.
+        A child that never ends its line is cut anyway at twice the limit."""
+        return size > self._max_bytes and (line_ended or size > 2 * self._max_bytes)
 
     def _discard(self) -> None:
         with contextlib.suppress(OSError, ValueError), self._pipe:

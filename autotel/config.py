@@ -99,6 +99,8 @@ class RetentionConfig(_Section):
     events_max_mb: float = Field(10.0, gt=0)
     sessions_max_mb: float = Field(5.0, gt=0)
     console_log_max_mb: float = Field(5.0, gt=0)
+    # The embedded PostgreSQL's own log (pgdata/log): rotated when the server (re)starts.
+    database_log_max_mb: float = Field(5.0, gt=0)
     # Newest job files kept in each of jobs/done/ and jobs/failed/ (the newest apply job too).
     keep_finished_jobs: int = Field(500, ge=1)
 

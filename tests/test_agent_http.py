@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -319,26 +320,55 @@ def test_head_does_not_run_an_export(
 def test_client_leaving_mid_download_is_logged_and_archive_released(
     agent: RunningAgent, client: httpx.Client, ip: str, admin_keys: tuple[Path, Path]
 ) -> None:
-    # An archive larger than the socket buffers on both ends (random text barely
-    # compresses), so the agent is still writing when the client goes away.
+    _fill_beyond_socket_buffers(agent)
+    token = login(agent, client, admin_keys[0])
+    sessions = _break_off_download(agent, client, token, ip)
+    assert sessions[-1]["peer_ip"] == ip and sessions[-1]["status"] == "interrupted"
+
+
+def test_downloads_broken_off_again_and_again_leave_one_archive_on_the_site(
+    agent: RunningAgent, client: httpx.Client, ip: str, admin_keys: tuple[Path, Path]
+) -> None:
+    """A link that dies mid-download at every push must not fill the site's disk: each
+    export is a new archive of every row since the admin's cursor, never served twice."""
+    _fill_beyond_socket_buffers(agent)
+    token = login(agent, client, admin_keys[0])
+    for attempt in range(1, 5):
+        sessions = _break_off_download(agent, client, token, ip)
+        assert sessions[-1]["status"] == "interrupted", f"download {attempt} was not broken off"
+        kept = sorted(agent.config.state.exports.glob("*.jsonl.gz"))
+        assert len(kept) <= 1, f"after {attempt} broken downloads: {[p.name for p in kept]}"
+
+
+def _fill_beyond_socket_buffers(agent: RunningAgent) -> None:
+    """Rows enough for an archive larger than the socket buffers on both ends (random text
+    barely compresses), so the agent is still writing when the client goes away."""
     with psycopg.connect(agent.config.database.dsn.get_secret_value()) as conn:
+        count = conn.execute("SELECT count(*) FROM readings").fetchone()
+        if count is not None and count[0] >= 300000:
+            return
         conn.execute(
             "INSERT INTO readings (time, sensor, value) SELECT now(), "
             "md5(random()::text) || md5(random()::text), random() FROM generate_series(1, 300000)"
         )
-    token = login(agent, client, admin_keys[0])
+
+
+def _break_off_download(
+    agent: RunningAgent, client: httpx.Client, token: str, ip: str
+) -> list[dict[str, Any]]:
+    """Start a full export, read one piece, hang up; the session lines once the agent noticed."""
+    sessions = agent.config.state.sessions
+    before = len(sessions.read_text().splitlines()) if sessions.exists() else 0
     with client.stream("GET", "/data/export", headers=bearer(token)) as answer:
         assert answer.status_code == 200
         next(answer.iter_raw(1024))
     deadline = time.monotonic() + 10  # the agent notices the closed connection at its next write
     while time.monotonic() < deadline:
-        sessions = [
-            json.loads(line) for line in agent.config.state.sessions.read_text().splitlines()
-        ]
-        if sessions[-1]["peer_ip"] == ip:
+        lines = sessions.read_text().splitlines() if sessions.exists() else []
+        if len(lines) > before and json.loads(lines[-1])["peer_ip"] == ip:
             break
         time.sleep(0.05)
-    assert sessions[-1]["peer_ip"] == ip and sessions[-1]["status"] == "interrupted"
+    return [json.loads(line) for line in sessions.read_text().splitlines()]
 
 
 @pytest.mark.parametrize(

@@ -16,10 +16,11 @@ import psutil
 import psycopg
 import pytest
 
-from autotel.config import Config
+from autotel.config import Config, RetentionConfig
 from autotel.db import connect, dsn_for, stop_embedded
 from autotel.db.embedded import ServerState, classify, read_postmaster
 from autotel.errors import DatabaseError
+from autotel.fsutil import MB, previous_generation
 
 # Attaches (starting the server if needed), proves it with a query, prints the URI and,
 # with "hold", keeps running until its stdin closes or it is killed.
@@ -145,3 +146,26 @@ def test_a_foreign_folder_at_pgdata_is_refused_and_kept(embedded_site: Config) -
 def test_stop_embedded_is_a_no_op_when_nothing_runs(embedded_site: Config) -> None:
     stop_embedded(embedded_site)  # never started: no pgdata
     assert not embedded_site.state.pgdata.exists()
+
+
+def test_the_servers_own_log_is_rotated_at_a_start_once_over_its_limit(
+    embedded_site: Config,
+) -> None:
+    """pg_ctl appends every start, stop and checkpoint to pgdata/log for ever; a site
+    restarted every night keeps it under `retention.database_log_max_mb` (plus one `.1`)."""
+    limit = 20_000
+    config = embedded_site.model_copy(
+        update={"retention": RetentionConfig(database_log_max_mb=limit / MB)}
+    )
+    dsn_for(config)  # the first start makes the cluster and the log
+    stop_embedded(config)
+    server_log = config.state.pgdata / "log"
+    with server_log.open("a") as f:  # months of checkpoints, in a moment
+        f.write("2026-01-01 00:00:00.000 UTC [1] LOG:  checkpoint complete: ...\n" * 1000)
+    months = server_log.read_text()
+    assert len(months) > limit
+    with connect(config) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert previous_generation(server_log).read_text() == months, "the old log kept as log.1"
+    started = server_log.read_text()
+    assert len(started) < limit and "ready to accept connections" in started

@@ -7,6 +7,7 @@ import threading
 
 from autotel.config import CollectorConfig, Config, RetentionConfig, WatchdogConfig
 from autotel.fsutil import MB, previous_generation
+from autotel.watchdog.console import READ_BYTES
 from autotel.watchdog.process import SubprocessLauncher
 from autotel.watchdog.services import COLLECTOR, service_specs
 from autotel.watchdog.supervisor import Supervisor
@@ -72,3 +73,33 @@ def test_a_console_log_is_rotated_when_its_service_restarts(bare_site: Config) -
     assert len(runs) == 1 and runs[0].startswith("run "), "one whole previous run, older ones gone"
     current = console_log.read_text().splitlines()
     assert len(current) <= 1 and current != runs
+
+
+def test_a_console_log_stays_bounded_while_its_service_runs_on(bare_site: Config) -> None:
+    """A collector that prints for months without a restart: its console log is rotated
+    while it runs, and the log still ends with what it printed last."""
+    chatty = python_command(
+        "import sys, time\n"
+        "for n in range(2000): print('line', n, 'x' * 200, flush=True)\n"
+        "print('all printed', flush=True)\n"
+        "time.sleep(600)"
+    )
+    config = bare_site.model_copy(update={
+        "collector": CollectorConfig(command=chatty),
+        "retention": RetentionConfig(console_log_max_mb=LIMIT_BYTES / MB),
+    })
+    specs = [spec for spec in service_specs(config) if spec.name == COLLECTOR]
+    console_log = specs[0].console_log
+    stop = threading.Event()
+    thread = threading.Thread(target=Supervisor(config, specs, SubprocessLauncher(), stop).run)
+    thread.start()
+    try:
+        wait_for(lambda: console_log.exists() and "all printed" in console_log.read_text(),
+                 what="the collector's last line in its console log")
+        printed = 2000 * 210
+        for path in (console_log, previous_generation(console_log)):
+            assert path.stat().st_size <= LIMIT_BYTES + READ_BYTES < printed / 4, path
+        assert services(config)[COLLECTOR]["spawns"] == 1, "rotated without a restart"
+    finally:
+        stop.set()
+        thread.join(30)

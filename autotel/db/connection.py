@@ -18,6 +18,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from autotel.config import Config
 from autotel.db import embedded
 from autotel.errors import DatabaseError
+from autotel.fsutil import MB
 
 CONNECT_TIMEOUT_S = 10
 APPLICATION_NAME = "autotel"
@@ -30,7 +31,7 @@ def dsn_for(config: Config) -> str:
         DatabaseError: the embedded server cannot be started.
     """
     return configured_dsn(config) or embedded.ensure_running(
-        config.state.pgdata, embedded_lock_path(config)
+        config.state.pgdata, embedded_lock_path(config), log_max_bytes=server_log_limit(config)
     )
 
 
@@ -50,6 +51,11 @@ def stop_embedded(config: Config) -> None:
 def configured_dsn(config: Config) -> str:
     """`database.dsn`, or "" when the site uses the embedded server."""
     return config.database.dsn.get_secret_value().strip()
+
+
+def server_log_limit(config: Config) -> int:
+    """How large the embedded server's log may grow before its next start rotates it."""
+    return int(config.retention.database_log_max_mb * MB)
 
 
 def embedded_lock_path(config: Config) -> Path:
@@ -79,7 +85,8 @@ def connect(config: Config, **kwargs: Any) -> psycopg.Connection[Any]:
     except psycopg.Error as first:
         if configured_dsn(config):
             raise _connect_error(dsn, first, _configured_hint(config)) from None
-    dsn = embedded.ensure_running(config.state.pgdata, embedded_lock_path(config), recheck=True)
+    dsn = embedded.ensure_running(config.state.pgdata, embedded_lock_path(config), recheck=True,
+                                  log_max_bytes=server_log_limit(config))
     try:
         return _open(dsn, kwargs)
     except psycopg.Error as second:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 from autotel.errors import DatabaseError, StateError
+from autotel.fsutil import rotate
 from autotel.lockfile import ProcessLock
 
 if TYPE_CHECKING:
@@ -57,10 +58,12 @@ class ServerState(Enum):
     LEFTOVER = "leftover"  # postmaster.pid of a crash: its PID is gone, a zombie, or reused
 
 
-def ensure_running(pgdata: Path, lock_path: Path, *, recheck: bool = False) -> str:
+def ensure_running(pgdata: Path, lock_path: Path, *, recheck: bool = False,
+                   log_max_bytes: int | None = None) -> str:
     """The URI of the server for `pgdata`, started if none runs.
 
     `recheck` skips the lock-free fast path (used after a failed connection).
+    `log_max_bytes` bounds the server's log (`pgdata/log`), see `_rotate_server_log`.
 
     Raises:
         DatabaseError: the server cannot be started, or did not become ready in time.
@@ -71,7 +74,7 @@ def ensure_running(pgdata: Path, lock_path: Path, *, recheck: bool = False) -> s
         if info is not None and classify(info) is ServerState.READY:
             return info.get_uri()
     with _locked(lock_path, "embedded database"):
-        return _attach_or_start(pgdata)
+        return _attach_or_start(pgdata, log_max_bytes)
 
 
 def stop(pgdata: Path, lock_path: Path) -> None:
@@ -133,7 +136,7 @@ def classify(info: PostmasterInfo) -> ServerState:
     return ServerState.READY if info.status == "ready" else ServerState.BUSY
 
 
-def _attach_or_start(pgdata: Path) -> str:
+def _attach_or_start(pgdata: Path, log_max_bytes: int | None = None) -> str:
     """Under the lock: attach to a ready server, wait out a busy one, clear a leftover, or start."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while (info := read_postmaster(pgdata)) is not None:
@@ -148,7 +151,7 @@ def _attach_or_start(pgdata: Path) -> str:
             f"the embedded PostgreSQL in {pgdata} (PID {info.pid}) stayed "
             f"'{info.status}' for {READY_TIMEOUT_S:g} s; see its log {pgdata / 'log'}",
         )
-    return _start(pgdata)
+    return _start(pgdata, log_max_bytes)
 
 
 def _clear_leftover(pgdata: Path, info: PostmasterInfo, deadline: float) -> None:
@@ -188,11 +191,27 @@ def _wait_a_little(deadline: float, timeout_message: str) -> None:
     time.sleep(0.1)
 
 
-def _start(pgdata: Path) -> str:
+def _start(pgdata: Path, log_max_bytes: int | None = None) -> str:
     if not (pgdata / "PG_VERSION").exists():
         _create_cluster(pgdata)
+    if log_max_bytes is not None:
+        _rotate_server_log(pgdata, log_max_bytes)
     log.info("starting the embedded PostgreSQL in %s", pgdata)
     return _run_pgserver(pgdata)
+
+
+def _rotate_server_log(pgdata: Path, max_bytes: int) -> None:
+    """Rename `pgdata/log` to `log.1` once over `max_bytes`, while no server holds it.
+
+    pg_ctl appends every start, stop and checkpoint of the server's life to that one
+    file, for ever. Only here, just before a start, is it sure to be closed (Windows
+    cannot rename an open file), so a site restarted now and then keeps it bounded.
+    """
+    try:
+        if rotate(pgdata / "log", max_bytes):
+            log.info("the embedded PostgreSQL's log passed %d bytes: rotated to log.1", max_bytes)
+    except OSError as e:  # a log is never worth a database that does not start
+        log.warning("could not rotate %s (will retry at the next start): %s", pgdata / "log", e)
 
 
 def _run_pgserver(pgdata: Path) -> str:

@@ -20,9 +20,9 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol
+from typing import Protocol
 
-from autotel.fsutil import rotate
+from autotel.watchdog.console import ConsolePump
 
 CONSOLE_LOG_MAX_BYTES = 5 * 1024 * 1024
 WINDOWS = sys.platform == "win32"
@@ -68,14 +68,20 @@ class Launcher(Protocol):
 
 
 class SubprocessLauncher:
+    """Real processes; their output reaches the console log through a `ConsolePump` each."""
+
+    def __init__(self) -> None:
+        self._pumps: dict[int, ConsolePump] = {}
+
     def spawn(self, spec: ServiceSpec) -> Child:
-        log = _open_console_log(spec.console_log, spec.console_log_max_bytes)
-        try:
-            return subprocess.Popen(spec.argv, cwd=spec.cwd, env=spec.env or None,
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    creationflags=OWN_GROUP_FLAGS, start_new_session=not WINDOWS)
-        finally:
-            log.close()  # the child has its own handle now
+        child = subprocess.Popen(spec.argv, cwd=spec.cwd, env=spec.env or None,
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, creationflags=OWN_GROUP_FLAGS,
+                                 start_new_session=not WINDOWS)
+        assert child.stdout is not None  # stdout=PIPE
+        self._pumps[child.pid] = ConsolePump(child.stdout, spec.console_log,
+                                             spec.console_log_max_bytes)
+        return child
 
     def stop(self, child: Child) -> None:
         _send(child, GRACEFUL_STOP)
@@ -86,26 +92,18 @@ class SubprocessLauncher:
                 child.kill()
 
     def poll(self, child: Child) -> int | None:
-        return child.poll()
+        """Its exit code once its last output is in the console log (the exit reason is
+        read from there), else None."""
+        code = child.poll()
+        if code is not None and (pump := self._pumps.pop(child.pid, None)) is not None:
+            pump.drain()
+        return code
 
 
 def _send(child: Child, sig: int) -> None:
     if isinstance(child, subprocess.Popen) and child.poll() is None:
         with contextlib.suppress(OSError):  # it ended in between
             child.send_signal(sig)
-
-
-def _open_console_log(path: Path, max_bytes: int) -> IO[bytes]:
-    """Append to the service's console log, keeping one previous file once it grows large.
-
-    Rotated only here, as the service (re)starts: the child holds the log open while it
-    runs, and Windows cannot rename an open file. If something else still has it open,
-    the service starts anyway and the log is rotated at a later start.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(OSError):
-        rotate(path, max_bytes)
-    return open(path, "ab")
 
 
 def last_line(path: Path, max_chars: int = 200) -> str:

@@ -3,8 +3,9 @@
 Each autotel service is `python -m autotel --config <site>/autotel.yaml <name>`, with
 the same interpreter as the watchdog. The collector is the site's own command
 (`collector.command`), run in the install directory with `AUTOTEL_CONFIG` set so it
-can find the site. Console output goes to `state/logs/<name>.console.log`, rotated to
-`<name>.console.log.1` when the service (re)starts with it over `retention.console_log_max_mb`.
+can find the site. Console output goes through the watchdog (`console`) to
+`state/logs/<name>.console.log`, rotated to `<name>.console.log.1` whenever it passes
+`retention.console_log_max_mb`, also while the service runs on.
 """
 
 from __future__ import annotations

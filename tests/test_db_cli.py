@@ -25,9 +25,12 @@ def _autotel(
     )
 
 
+APPLIED = "applied 0001_readings.sql\napplied 0002_export_witness.sql\n"
+
+
 def test_db_migrate_applies_then_reports_up_to_date(site: Config) -> None:
     first = _autotel(site, "db", "migrate")
-    assert (first.returncode, first.stdout, first.stderr) == (0, "applied 0001_readings.sql\n", "")
+    assert (first.returncode, first.stdout, first.stderr) == (0, APPLIED, "")
     second = _autotel(site, "db", "migrate")
     assert second.returncode == 0
     assert second.stdout.startswith("the database schema is up to date")
@@ -56,7 +59,7 @@ def test_malformed_dsn_is_a_clear_error(site: Config) -> None:
 
 def test_db_migrate_on_the_embedded_database_leaves_it_running(embedded_site: Config) -> None:
     first = _autotel(embedded_site, "db", "migrate")
-    assert (first.returncode, first.stdout, first.stderr) == (0, "applied 0001_readings.sql\n", "")
+    assert (first.returncode, first.stdout, first.stderr) == (0, APPLIED, "")
     with connect(embedded_site) as conn:  # the CLI process has exited; its server has not
         assert conn.execute("SELECT count(*) FROM readings").fetchone() == (0,)
     second = _autotel(embedded_site, "db", "migrate")

@@ -46,14 +46,16 @@ def _exists(config: Config, table: str) -> bool:
 
 
 def test_bundled_migrations_apply_once_with_their_hash(site: Config) -> None:
-    assert migrate_site(site) == ["0001_readings.sql"]
-    content = (bundled_dir("migrations") / "0001_readings.sql").read_bytes()
-    assert _rows(site) == [("0001_readings.sql", hashlib.sha256(content).hexdigest())]
+    names = ["0001_readings.sql", "0002_export_witness.sql"]
+    assert migrate_site(site) == names
+    folder = bundled_dir("migrations")
+    assert _rows(site) == [(n, hashlib.sha256((folder / n).read_bytes()).hexdigest()) for n in names]
+    query = "SELECT applied_at FROM schema_migrations ORDER BY name"
     with connect(site) as conn:
-        applied_at = conn.execute("SELECT applied_at FROM schema_migrations").fetchone()
+        applied_at = conn.execute(query).fetchall()
     assert migrate_site(site) == []
     with connect(site) as conn:
-        assert conn.execute("SELECT applied_at FROM schema_migrations").fetchone() == applied_at
+        assert conn.execute(query).fetchall() == applied_at
 
 
 def test_readings_accepts_time_sensor_value_and_stamps_txid(migrated_site: Config) -> None:
@@ -154,7 +156,7 @@ def test_package_migrations_are_all_or_nothing(migrated_site: Config) -> None:
     with connect(migrated_site, autocommit=True) as conn:
         with pytest.raises(DatabaseError, match="0102_broken.sql failed"):
             apply_in_one_transaction(conn, batch)
-        assert set(applied_migrations(conn)) == {"0001_readings.sql"}
+        assert set(applied_migrations(conn)) == {"0001_readings.sql", "0002_export_witness.sql"}
         columns = conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'readings'"
         ).fetchall()

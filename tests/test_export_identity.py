@@ -15,52 +15,21 @@ from pathlib import Path
 
 import pytest
 
-from autotel.admin.push import PushResult, push
 from autotel.config import Config
 from autotel.db import connect, dsn_for, stop_embedded
 from autotel.db.migrate import migrate_site
 from autotel.export.cursor import encode_cursor, parse_cursor
 from autotel.export.mark import MARK_FILE, check_at_start
-from tests.agent_support import running_agent
-from tests.push_support import CLIENT, archived_sensors, busy, push_request
-
-NOTICE = "its database changed since the last push"
-
-
-def insert_each(config: Config, sensors: list[str]) -> None:
-    """One transaction per row, as a collector writes: each takes a transaction id."""
-    with connect(config, autocommit=True) as conn:
-        for sensor in sensors:
-            conn.execute(
-                "INSERT INTO readings (time, sensor, value) VALUES (now(), %s, 1)", (sensor,)
-            )
-
-
-def table_sensors(config: Config) -> list[str]:
-    with connect(config) as conn:
-        return sorted(str(r[0]) for r in conn.execute("SELECT sensor FROM readings"))
-
-
-def sensors(prefix: str, count: int) -> list[str]:
-    return [f"{prefix}{i:03d}" for i in range(count)]
-
-
-def pushed(config: Config, tmp_path: Path, keys: tuple[Path, Path]) -> tuple[PushResult, list[str]]:
-    """One push through a freshly started agent; (its result, the admin's notices)."""
-    notices: list[str] = []
-    with running_agent(config, migrate=False) as agent:
-        result = push(push_request(tmp_path, keys, agent.port), notice=notices.append)
-    return result, [n for n in notices if not n.startswith("first contact")]
-
-
-def last_session(config: Config) -> dict[str, object]:
-    lines = config.state.sessions.read_text(encoding="utf-8").splitlines()
-    line: dict[str, object] = json.loads(lines[-1])
-    return line
-
-
-def admin_cursor(tmp_path: Path) -> str:
-    return str(json.loads((tmp_path / "data" / CLIENT / "cursor.json").read_text())["cursor"])
+from tests.export_support import (
+    NOTICE,
+    admin_cursor,
+    insert_each,
+    last_session,
+    pushed,
+    sensors,
+    table_sensors,
+)
+from tests.push_support import CLIENT, archived_sensors, busy
 
 
 @pytest.fixture

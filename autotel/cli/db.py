@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
 
 @db_app.command("migrate")
 def db_migrate(ctx: typer.Context) -> None:
-    """Create or update autotel's own tables (readings) in the site database.
+    """Create or update autotel's own tables (readings, export_witness) in the site database.
 
     The watchdog does it itself for the embedded database; run it once after `init --dsn`.
     Update packages bring their migrations with them.

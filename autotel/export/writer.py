@@ -4,6 +4,10 @@ Before reading, the database is compared with the site's export mark
 (`autotel.export.mark`) and the request's cursor with both; a cursor that does not
 fit is answered with every row (`reset` says why): losing rows is worse than
 sending some twice. The cursor handed out names the database and epoch it fits.
+The database's export witness (`autotel.export.witness`) is read and advanced over
+a connection of its own, outside the snapshot's read-only transaction; it is
+advanced, and the mark recorded, before the archive gets its final name, so no
+archive (and so no cursor) goes out that the witness has not counted.
 
 Memory stays flat whatever the row count: each connection holds one member buffer
 (`MEMBER_BYTES`), and the archive goes straight to disk. The archive appears under
@@ -32,6 +36,7 @@ from autotel.export.mark import (
     record_handed_out,
 )
 from autotel.export.snapshot import adopt_snapshot, copy_parts, open_snapshot
+from autotel.export.witness import Witness
 from autotel.fsutil import atomic_writer
 from autotel.timeutil import iso
 
@@ -65,11 +70,13 @@ def export_readings(
     """Write the rows `request` selects into a new archive in `folder`.
 
     `marks` is the site's export mark; without it (tests, benchmarks) only the
-    cursor's own checks apply and the cursor handed out carries no identity (v1).
+    cursor's own checks apply, no witness is used, and the cursor handed out carries
+    no identity (v1).
 
     Raises:
         DatabaseError: PostgreSQL is unreachable or the query failed (no archive is left).
-        OSError, StateError: the export mark cannot be written (no cursor is handed out).
+        OSError, StateError: the export mark cannot be written (no archive is left, so no
+            cursor is handed out).
     """
     folder.mkdir(parents=True, exist_ok=True)
     try:
@@ -81,8 +88,9 @@ def export_readings(
             snapshot = open_snapshot(conns[0])
             for conn in conns[1:]:
                 adopt_snapshot(conn, snapshot)
+            witness = _witness(stack, dsn) if marks else None
             db = DatabaseState(snapshot.system, snapshot.mark.xmax)
-            mark = check_database(marks, db) if marks else None
+            mark = check_database(marks, db, witness) if marks else None
             request, reset = _checked_against(request, mark, db)
             stamp = snapshot.taken_at.strftime("%Y%m%dT%H%M%S%fZ")
             name = archive_name(stamp, snapshot.mark.xmax)
@@ -91,10 +99,10 @@ def export_readings(
                 records = copy_parts(conns, request, snapshot, sink)
                 if sink.size == 0:
                     sink.add(b"")  # an empty export is still a valid gzip file
+                if marks:
+                    record_handed_out(marks, db, witness)
     except psycopg.Error as e:
         raise DatabaseError(f"export of readings failed: {str(e).strip()}") from e
-    if marks:
-        record_handed_out(marks, db)
     return ExportResult(
         archive=name,
         records=records,
@@ -105,6 +113,15 @@ def export_readings(
         snapshot=snapshot.mark.text(),
         reset=reset,
     )
+
+
+def _witness(stack: contextlib.ExitStack, dsn: str) -> Witness:
+    """The witness over a connection of its own: autocommit, so its count is committed
+    before the mark records it, and apart from the snapshot handed out."""
+    conn = stack.enter_context(
+        psycopg.connect(dsn, application_name="autotel-export", autocommit=True)
+    )
+    return Witness(conn)
 
 
 def _checked_against(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from autotel.export.archive import archive_name, prune
+from autotel.export.archive import FRESH_S, archive_name, prune
 from autotel.export.cursor import (
     BadExportRequest,
     CursorOrigin,
@@ -135,11 +136,21 @@ def test_prune_keeps_the_served_and_newer_archives(tmp_path: Path) -> None:
     for name in names:
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / ".tmpfile.jsonl.gz.tmp").write_bytes(b"x")
-    removed = prune(tmp_path, {names[3], names[1]})
+    later = time.time() + FRESH_S + 1  # a fake clock: the archives are settled by then
+    removed = prune(tmp_path, {names[3], names[1]}, now=later)
     assert sorted(removed) == [names[0], names[2]]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [names[1], names[3], names[4], ".tmpfile.jsonl.gz.tmp"]
     )
+
+
+def test_prune_spares_an_archive_just_written_for_another_answer(tmp_path: Path) -> None:
+    """Another request's export may have just finished, its answer not yet opened it."""
+    names = [archive_name(f"20260101T00000{i}000000Z", i) for i in range(3)]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    assert prune(tmp_path, {names[2]}) == []
+    assert prune(tmp_path, {names[2]}, now=time.time() + FRESH_S + 1) == names[:2]
 
 
 def test_v2_cursor_round_trips_with_its_origin() -> None:

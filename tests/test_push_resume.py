@@ -102,19 +102,6 @@ def test_a_cut_download_the_site_no_longer_has_is_exported_anew(
     assert sorted(archived_sensors(tmp_path / "data")) == sorted(f"s{i}" for i in range(ROWS))
 
 
-def test_broken_downloads_do_not_pile_up_on_the_site(
-    site: Config, admin_keys: tuple[Path, Path], tmp_path: Path
-) -> None:
-    """Each broken push of another admin (nothing to resume) makes a new archive; the
-    older ones it supersedes go when it is served, not only after a whole download."""
-    busy_site = busy(site)
-    insert_rows(busy_site, ROWS)
-    with running_agent(busy_site) as agent, Relay(agent.port) as relay:
-        for n in range(3):
-            cut_push(tmp_path, admin_keys, relay, storage=f"other{n}")
-            assert len(list(busy_site.state.exports.glob("*.jsonl.gz"))) == 1
-
-
 def export(client: httpx.Client, token: str, **headers: str) -> httpx.Response:
     return client.get("/data/export", headers={"Authorization": f"Bearer {token}", **headers})
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
@@ -22,6 +23,7 @@ ARCHIVE_SUFFIX = ".jsonl.gz"
 GZIP_WBITS = 31  # zlib's way of saying: gzip header and trailer
 COMPRESS_LEVEL = 1  # ISA-L levels are 0-3; 1 is the fast one the benchmark was measured with
 MEMBER_BYTES = 1 << 20
+FRESH_S = 60.0  # an archive this young may be about to be served (see `prune`)
 
 
 class MemberSink:
@@ -82,20 +84,25 @@ def archives(folder: Path) -> list[Path]:
         return []
 
 
-def prune(folder: Path, keep: Iterable[str]) -> list[str]:
-    """Remove every archive older than the newest one in `keep`, except those in `keep`.
+def prune(folder: Path, keep: Iterable[str], now: float | None = None) -> list[str]:
+    """Remove every archive older than the newest one in `keep`, except those in `keep`
+    and those written in the last `FRESH_S` seconds.
 
-    `keep` names the archive just served and any still being served. A file that
-    cannot be removed now (open elsewhere on Windows) is left for the next prune.
+    `keep` names the archive being served and any others still being served. A fresh
+    one may be an export that just finished for another request, whose answer has not
+    opened it yet. A file that cannot be removed now (open elsewhere on Windows) is
+    left for the next prune.
     """
     kept = set(keep)
     if not kept:
         return []
     newest = max(kept)
+    settled = (time.time() if now is None else now) - FRESH_S
     removed = []
     for path in archives(folder):
         if path.name < newest and path.name not in kept:
             with contextlib.suppress(OSError):
-                path.unlink()
-                removed.append(path.name)
+                if path.stat().st_mtime < settled:
+                    path.unlink()
+                    removed.append(path.name)
     return removed

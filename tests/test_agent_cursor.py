@@ -162,15 +162,45 @@ def test_v2_cursor_round_trips_with_its_origin() -> None:
     request = ExportRequest.from_query(None, cursor)
     assert ExportRequest.from_params(request.to_params()) == request
     for bad in ["v2." + _b64("1/2"), "v2." + _b64("x/1/5:5:"), "v2." + _b64("1//5:5:"),
-                "v3." + _b64("1/2/5:5:")]:
+                "v3." + _b64("1/2/5:5:"), "v3." + _b64("1/2/-3/5:5:"), "v4." + _b64("1/2/3/5:5:")]:
         with pytest.raises(BadExportRequest):
             parse_cursor(bad)
     with pytest.raises(BadExportRequest):
         ExportRequest.from_params({"after": "5:5:", "origin": "1/2/3"})
 
 
+def test_v3_cursor_carries_the_witness_count() -> None:
+    origin = CursorOrigin("-7713714469134170648", 3, witness=12)
+    cursor = encode_cursor(SnapshotMark(700, 800, (750,)), origin)
+    assert cursor.startswith("v3.")
+    assert parse_cursor(cursor) == (SnapshotMark(700, 800, (750,)), origin)
+    request = ExportRequest.from_query(None, cursor)
+    assert ExportRequest.from_params(request.to_params()) == request
+    with pytest.raises(BadExportRequest, match="witness"):
+        ExportRequest.from_params({**request.to_params(), "witness": "12"})
+
+
 DB = DatabaseState("42", 900)
 MARK = ExportMark("42", 7, 850)
+
+
+@pytest.mark.parametrize(
+    ("claimed", "witness", "moved"),
+    [
+        (CursorOrigin("42", 7, witness=5), 4, True),  # the image is older than the cursor
+        (CursorOrigin("42", 7, witness=5), 5, False),
+        (CursorOrigin("42", 7, witness=5), None, False),  # the count cannot be read
+        (CursorOrigin("42", 7), 4, False),  # a cursor without a count (v2)
+        (CursorOrigin("42", 6, witness=9), 4, False),  # another epoch: misfits anyway
+    ],
+)
+def test_a_cursor_counted_further_than_the_database_moves_the_epoch(
+    claimed: CursorOrigin, witness: int | None, moved: bool
+) -> None:
+    result = reconcile(ExportMark("42", 7, 850, witness=4), DatabaseState("42", 900, witness),
+                       fresh_epoch=1000, claimed=claimed)
+    assert (result.mark.epoch == 8) is moved
+    assert ("together with this site's state folder" in result.problem) is moved
 
 
 @pytest.mark.parametrize(

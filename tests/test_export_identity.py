@@ -98,7 +98,7 @@ def test_a_restore_from_an_older_physical_backup_loses_no_new_row(
     assert sorted(archived) == sorted(sensors("a", 10) * 2 + sensors("b", 20) + sensors("c", 40))
 
 
-def test_a_v1_cursor_still_works_and_is_answered_with_a_v2_one(
+def test_a_v1_cursor_still_works_and_is_answered_with_one_naming_the_database(
     migrated_site: Config, admin_keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """An admin upgraded from a version that stored v1 cursors: nothing repeats, nothing
@@ -108,7 +108,7 @@ def test_a_v1_cursor_still_works_and_is_answered_with_a_v2_one(
     assert pushed(site, tmp_path, admin_keys)[0].export.records == 5
     cursor_file = tmp_path / "data" / CLIENT / "cursor.json"
     state = json.loads(cursor_file.read_text())
-    assert state["cursor"].startswith("v2.")
+    assert state["cursor"].startswith("v3.")
     state["cursor"] = encode_cursor(parse_cursor(state["cursor"])[0])  # as an older agent wrote
     cursor_file.write_text(json.dumps(state))
     (site.state.root / MARK_FILE).unlink()  # the upgrade: no mark yet
@@ -116,7 +116,7 @@ def test_a_v1_cursor_still_works_and_is_answered_with_a_v2_one(
 
     result, notices = pushed(site, tmp_path, admin_keys)
     assert (result.export.records, notices) == (7, [])
-    assert admin_cursor(tmp_path).startswith("v2.")
+    assert admin_cursor(tmp_path).startswith("v3.")
     assert sorted(archived_sensors(tmp_path / "data")) == sensors("a", 5) + sensors("b", 7)
     assert "reset" not in last_session(site)
 

@@ -110,6 +110,42 @@ def test_a_restore_whose_counter_passed_the_cursor_before_any_check_loses_no_row
     assert (again.export.records, notices) == (0, [])
 
 
+def test_a_disk_image_restore_that_takes_the_mark_back_too_loses_no_row(
+    busy_embedded: Config, admin_keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A restored image of the whole PC: the database and the state folder with its mark
+    go back together, so the site has forgotten the cursors it handed out since. The
+    admin's cursor has not: it carries the witness's count, which the database is now
+    below; every reading arrives, with the reset notice, and the next push is normal."""
+    site = busy_embedded
+    insert_each(site, sensors("a", 10))
+    assert pushed(site, tmp_path, admin_keys)[0].export.records == 10
+    stop_embedded(site)
+    image = site.state.root.parent / "image"
+    copy_folder(site.state.pgdata, image)
+    shutil.copy2(site.state.root / MARK_FILE, image.parent / "mark-image.json")
+    insert_each(site, sensors("b", 20))  # lost by the restore
+    assert pushed(site, tmp_path, admin_keys)[0].export.records == 20
+    high = parse_cursor(admin_cursor(tmp_path))[0].xmax
+
+    stop_embedded(site)
+    shutil.rmtree(site.state.pgdata)
+    copy_folder(image, site.state.pgdata)
+    shutil.copy2(image.parent / "mark-image.json", site.state.root / MARK_FILE)
+    insert_each(site, sensors("c", 15))
+    run_transactions_past(site, high)  # days of collecting before the next push
+    insert_each(site, sensors("d", 5))
+    result, notices = pushed(site, tmp_path, admin_keys)
+
+    missing = sorted(set(sensors("c", 15) + sensors("d", 5)) - set(archived_sensors(tmp_path / "data")))
+    assert missing == [], "readings inserted after the restore were skipped"
+    assert result.export.records == 30
+    assert len(notices) == 1 and "restored" in notices[0]
+    assert "restored" in str(last_session(site)["reset"])
+    again, notices = pushed(site, tmp_path, admin_keys)
+    assert (again.export.records, notices) == (0, [])
+
+
 def test_a_crash_between_the_witness_and_the_mark_costs_nothing(
     migrated_site: Config, admin_keys: tuple[Path, Path], tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

@@ -14,11 +14,16 @@ A snapshot means something only in the database that took it: a re-created
 database (new disk, reinstall, wiped embedded folder, restore from a dump) or one
 restored from an older physical backup hands out transaction ids the old cursor
 claims to have seen, and their rows would be skipped until the counter passed the
-cursor. So a cursor (`v2.`, base64url of `<system_identifier>/<epoch>/<snapshot>`)
-names the cluster that issued it (`pg_control_system()`) and the site's export
-epoch, which `autotel.export.mark` moves on when the database went back in time.
-A cursor that does not fit is answered with every row (`autotel.export.writer`).
-`v1.` cursors (the snapshot alone, issued before) are still accepted.
+cursor. So a cursor (`v3.`, base64url of `<system_identifier>/<epoch>/<witness>/<snapshot>`)
+names the cluster that issued it (`pg_control_system()`), the site's export epoch,
+which `autotel.export.mark` moves on when the database went back in time, and the
+count of the database's export witness when it was handed out: a site whose database
+and state folder went back together (a restored disk image) no longer remembers the
+cursors it handed out, but the admin's cursor still says how far the witness had
+counted. A cursor that does not fit is answered with every row
+(`autotel.export.writer`). `v2.` cursors (without the count: from a site whose
+witness could not be written, or issued before) and `v1.` ones (the snapshot alone)
+are still accepted.
 """
 
 from __future__ import annotations
@@ -27,17 +32,18 @@ import base64
 import binascii
 import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from autotel.timeutil import iso, parse_iso
 
-CURSOR_VERSION = 2
+CURSOR_VERSION = 3
 MAX_CURSOR_CHARS = 65_536
 MAX_XID = 2**63 - 1
 _CURSOR_PATTERN = re.compile(r"v(\d{1,3})\.([A-Za-z0-9_-]+)")
 _ORIGIN_PATTERN = re.compile(r"(-?\d{1,20})/(\d{1,19})/(.*)", re.DOTALL)
+_WITNESSED_PATTERN = re.compile(r"(-?\d{1,20})/(\d{1,19})/(\d{1,19})/(.*)", re.DOTALL)
 _SNAPSHOT_PATTERN = re.compile(r"(\d{1,19}):(\d{1,19}):((?:\d{1,19})(?:,\d{1,19})*)?")
 
 
@@ -84,19 +90,26 @@ class SnapshotMark:
 @dataclass(frozen=True)
 class CursorOrigin:
     """Where a cursor came from: the cluster (`system_identifier`, as text: PostgreSQL
-    shows it as a signed bigint) and the site's export epoch in that cluster."""
+    shows it as a signed bigint), the site's export epoch in that cluster and the count
+    of the database's export witness once it was handed out (None: not counted)."""
 
     system: str
     epoch: int
+    witness: int | None = None
 
     def text(self) -> str:
         return f"{self.system}/{self.epoch}"
 
 
 def encode_cursor(snapshot: SnapshotMark, origin: CursorOrigin | None = None) -> str:
-    """A v2 cursor; without `origin` a v1 one (what older agents issued, kept for tests)."""
-    text = snapshot.text() if origin is None else f"{origin.text()}/{snapshot.text()}"
-    version = 1 if origin is None else CURSOR_VERSION
+    """A v3 cursor; v2 for an origin without a witness count, v1 without an origin (what
+    older agents issued, kept for tests)."""
+    if origin is None:
+        version, text = 1, snapshot.text()
+    elif origin.witness is None:
+        version, text = 2, f"{origin.text()}/{snapshot.text()}"
+    else:
+        version, text = CURSOR_VERSION, f"{origin.text()}/{origin.witness}/{snapshot.text()}"
     return f"v{version}." + base64.urlsafe_b64encode(text.encode("ascii")).decode("ascii").rstrip("=")
 
 
@@ -121,16 +134,22 @@ def parse_cursor(text: str) -> tuple[SnapshotMark, CursorOrigin | None]:
         raise BadExportRequest("cursor: damaged (not the X-Cursor value as sent)") from None
     if version == 1:
         return SnapshotMark.parse(payload), None
-    if version != CURSOR_VERSION:
+    if version not in (2, CURSOR_VERSION):
         raise BadExportRequest(
             f"cursor: version {version} is not supported "
-            f"(this agent issues version {CURSOR_VERSION} and accepts 1)"
+            f"(this agent issues version {CURSOR_VERSION} and accepts 1 and 2)"
         )
-    origin = _ORIGIN_PATTERN.fullmatch(payload)
-    if origin is None:
+    if version == 2:
+        origin = _ORIGIN_PATTERN.fullmatch(payload)
+        if origin is None:
+            raise BadExportRequest("cursor: damaged (no database identity inside)")
+        return SnapshotMark.parse(origin.group(3)), CursorOrigin(origin.group(1),
+                                                                 int(origin.group(2)))
+    witnessed = _WITNESSED_PATTERN.fullmatch(payload)
+    if witnessed is None:
         raise BadExportRequest("cursor: damaged (no database identity inside)")
-    snapshot = SnapshotMark.parse(origin.group(3))
-    return snapshot, CursorOrigin(origin.group(1), int(origin.group(2)))
+    system, epoch, witness, snapshot = witnessed.groups()
+    return SnapshotMark.parse(snapshot), CursorOrigin(system, int(epoch), int(witness))
 
 
 @dataclass(frozen=True)
@@ -156,11 +175,14 @@ class ExportRequest:
         return cls()
 
     def to_params(self) -> dict[str, Any]:
-        return {
+        params: dict[str, Any] = {
             "since": iso(self.since) if self.since else None,
             "after": self.after.text() if self.after else None,
             "origin": self.origin.text() if self.origin else None,
         }
+        if self.origin is not None and self.origin.witness is not None:
+            params["witness"] = self.origin.witness
+        return params
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> ExportRequest:
@@ -169,6 +191,10 @@ class ExportRequest:
         Raises: BadExportRequest for values of the wrong type or form.
         """
         since, after, origin = params.get("since"), params.get("after"), params.get("origin")
+        witness = params.get("witness")
+        if witness is not None and (not isinstance(witness, int) or isinstance(witness, bool)
+                                    or witness < 0):
+            raise BadExportRequest(f"witness: expected a count, found {witness!r}")
         if since is not None and not isinstance(since, str):
             raise BadExportRequest(f"since: expected an ISO 8601 string, found {since!r}")
         if after is not None and not isinstance(after, str):
@@ -178,7 +204,7 @@ class ExportRequest:
         return cls(
             since=parse_since(since) if since else None,
             after=SnapshotMark.parse(after) if after else None,
-            origin=parse_origin(origin) if origin and after else None,
+            origin=replace(parse_origin(origin), witness=witness) if origin and after else None,
         )
 
 

@@ -34,11 +34,16 @@ decisions (`reconcile`, `cursor_misfit`) are pure; `MarkStore` is the file and i
 lock (runner and agent both check, in different processes); the witness is read
 and advanced while that lock is held, so the two counts are compared as a pair.
 
+A restore that takes the state directory back together with the database (a
+whole-PC image) takes the mark back too. The admins' cursors then know more than the
+site: each carries the witness's count when it went out (v3), and one from this
+cluster and epoch whose count the database has not reached shows the database went
+back (`_went_back_with_its_state`): the epoch moves on as for any restore, so every
+cursor of the lost time misfits, not only the one that told.
+
 Left to others: cursors handed out unwitnessed (before the site's upgrade to the
 witness, or by a role that may not write it: see `autotel.export.witness`) are
-protected by the `xmax` check alone, as before; and a restore that takes the state
-directory back together with the database (a whole-PC image) takes the mark back
-too, so only the cursor's own xmax check in `cursor_misfit` remains for it.
+protected by the `xmax` check alone, as before.
 """
 from __future__ import annotations
 
@@ -115,7 +120,8 @@ class Reconciled:
     problem: str = ""  # what happened to the database, for the error log; "" if nothing
 
 
-def reconcile(mark: ExportMark | None, db: DatabaseState, fresh_epoch: int) -> Reconciled:
+def reconcile(mark: ExportMark | None, db: DatabaseState, fresh_epoch: int,
+              claimed: CursorOrigin | None = None) -> Reconciled:
     """The mark that fits `db` now, and what happened if it had to change.
 
     `fresh_epoch` starts a mark made from nothing (a first start, or one rebuilt after
@@ -137,7 +143,7 @@ def reconcile(mark: ExportMark | None, db: DatabaseState, fresh_epoch: int) -> R
             f"(system identifier {db.system}, was {mark.system}): it was re-created, "
             "reinstalled or restored from a dump",
         )
-    problem = _went_back(mark, db)
+    problem = _went_back(mark, db) or _went_back_with_its_state(mark, db, claimed)
     if problem:
         witness = db.witness if db.witness is not None else mark.witness
         moved = ExportMark(db.system, mark.epoch + 1, db.xmax, witness=witness)
@@ -164,6 +170,27 @@ def _went_back(mark: ExportMark, db: DatabaseState) -> str:
             "archives now"
         )
     return ""
+
+
+def _went_back_with_its_state(mark: ExportMark, db: DatabaseState,
+                              claimed: CursorOrigin | None) -> str:
+    """What shows that the database went back in time together with this site's state
+    folder (a restored disk image: the mark forgot the cursors it saw go out), or "".
+
+    Only a cursor of this cluster and epoch can tell: it says how far the witness had
+    counted when it went out, and a database that counts less now was restored since.
+    """
+    if claimed is None or claimed.witness is None or db.witness is None:
+        return ""
+    if (claimed.system, claimed.epoch) != (mark.system, mark.epoch) or \
+            db.witness >= claimed.witness:
+        return ""
+    return (
+        f"the site database went back in time together with this site's state folder (a "
+        f"restored disk image?): an admin's cursor went out when its export witness had "
+        f"counted {claimed.witness} cursor(s), it has counted {db.witness}; readings "
+        "recorded between that image and the restore are only in the admins' archives now"
+    )
 
 
 def cursor_misfit(request: ExportRequest, mark: ExportMark | None, db: DatabaseState) -> str:
@@ -219,14 +246,16 @@ class MarkStore:
 
 
 def check_database(
-    store: MarkStore, db: DatabaseState, witness: Witness | None = None
+    store: MarkStore, db: DatabaseState, witness: Witness | None = None,
+    claimed: CursorOrigin | None = None,
 ) -> ExportMark:
     """The one check: compare `db` with the site's mark, move the mark on if the database
     changed (with an error-level log line saying what happened), and return it.
 
     `witness` is read here, under the mark's lock, so a cursor handed out meanwhile
     cannot make the database's count look older than the mark's; without it (or when
-    the role may not read it) only `db.witness` counts, if given.
+    the role may not read it) only `db.witness` counts, if given. `claimed` is where the
+    request's cursor says it came from, which may show what the mark forgot.
 
     Raises:
         OSError: the mark cannot be written (the export must not hand out a cursor then).
@@ -245,7 +274,7 @@ def check_database(
                 damage,
             )
         first = mark is None and not damage
-        result = reconcile(mark, db, fresh_epoch=time.time_ns())
+        result = reconcile(mark, db, fresh_epoch=time.time_ns(), claimed=claimed)
         if result.problem:
             log.error(
                 "%s; started export epoch %d: each admin's next push gets every reading "
@@ -261,13 +290,15 @@ def check_database(
 
 def record_handed_out(
     store: MarkStore, db: DatabaseState, witness: Witness | None = None
-) -> None:
+) -> int | None:
     """Record a cursor about to be handed out (before the answer goes out): advance the
     database's witness and commit it, THEN raise the mark's xmax and witness count.
 
     In this order a crash between the two leaves the database ahead of the mark, which
     is harmless (see the module docstring); the reverse would let a mark count a cursor
     the database never witnessed, and every later check would see a restore.
+
+    Returns the witness's count for the cursor to carry (None: not counted).
 
     Raises:
         OSError or StateError as `check_database`; psycopg.Error when the witness could
@@ -276,13 +307,14 @@ def record_handed_out(
     with store.locked():
         mark, _ = store.load()
         if mark is None or mark.system != db.system:
-            return  # the next check rebuilds or moves the mark; this cursor will not fit it
+            return None  # the next check rebuilds or moves the mark; this cursor will not fit
         counted = witness.advance() if witness is not None else None
         updated = replace(
             mark, xmax=max(mark.xmax, db.xmax), witness=max(mark.witness, counted or 0)
         )
         if updated != mark:
             store.save(updated)
+    return counted
 
 
 def read_state(conn: psycopg.Connection[Any]) -> DatabaseState:

@@ -3,7 +3,8 @@
 Before reading, the database is compared with the site's export mark
 (`autotel.export.mark`) and the request's cursor with both; a cursor that does not
 fit is answered with every row (`reset` says why): losing rows is worse than
-sending some twice. The cursor handed out names the database and epoch it fits.
+sending some twice. The cursor handed out names the database and epoch it fits, and
+the witness's count once it went out.
 The database's export witness (`autotel.export.witness`) is read and advanced over
 a connection of its own, outside the snapshot's read-only transaction; it is
 advanced, and the mark recorded, before the archive gets its final name, so no
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ def export_readings(
                 adopt_snapshot(conn, snapshot)
             witness = _witness(stack, dsn) if marks else None
             db = DatabaseState(snapshot.system, snapshot.mark.xmax)
-            mark = check_database(marks, db, witness) if marks else None
+            mark = check_database(marks, db, witness, request.origin) if marks else None
             request, reset = _checked_against(request, mark, db)
             stamp = snapshot.taken_at.strftime("%Y%m%dT%H%M%S%fZ")
             name = archive_name(stamp, snapshot.mark.xmax)
@@ -99,8 +100,7 @@ def export_readings(
                 records = copy_parts(conns, request, snapshot, sink)
                 if sink.size == 0:
                     sink.add(b"")  # an empty export is still a valid gzip file
-                if marks:
-                    record_handed_out(marks, db, witness)
+                counted = record_handed_out(marks, db, witness) if marks else None
     except psycopg.Error as e:
         raise DatabaseError(f"export of readings failed: {str(e).strip()}") from e
     return ExportResult(
@@ -109,7 +109,8 @@ def export_readings(
         size=sink.size,
         sha256=sink.hexdigest(),
         period_end=iso(snapshot.taken_at),
-        cursor=encode_cursor(snapshot.mark, mark.origin if mark else None),
+        cursor=encode_cursor(snapshot.mark,
+                             replace(mark.origin, witness=counted) if mark else None),
         snapshot=snapshot.mark.text(),
         reset=reset,
     )

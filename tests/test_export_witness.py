@@ -67,6 +67,33 @@ def copy_folder(source: Path, target: Path) -> None:
     subprocess.run(["cp", "-a", str(source), str(target)], check=True)
 
 
+def backed_up_then_pushed(site: Config, tmp_path: Path, keys: tuple[Path, Path], *,
+                          with_mark: bool) -> tuple[Path, int]:
+    """Push 10 readings, back up the stopped data folder (`with_mark`: and the export mark,
+    as an image of the whole PC holds it), push 20 more; return the backup and the xmax of
+    the admin's cursor now."""
+    insert_each(site, sensors("a", 10))
+    assert pushed(site, tmp_path, keys)[0].export.records == 10
+    stop_embedded(site)
+    backup = site.state.root.parent / "backup"
+    backup.mkdir()
+    copy_folder(site.state.pgdata, backup / "pgdata")
+    if with_mark:
+        shutil.copy2(site.state.root / MARK_FILE, backup / MARK_FILE)
+    insert_each(site, sensors("b", 20))  # starts the server again; lost by the restore
+    assert pushed(site, tmp_path, keys)[0].export.records == 20
+    return backup, parse_cursor(admin_cursor(tmp_path))[0].xmax
+
+
+def restore(site: Config, backup: Path) -> None:
+    """Put the backup back in place of the stopped data folder (and mark, if it holds one)."""
+    stop_embedded(site)
+    shutil.rmtree(site.state.pgdata)
+    copy_folder(backup / "pgdata", site.state.pgdata)
+    if (backup / MARK_FILE).exists():
+        shutil.copy2(backup / MARK_FILE, site.state.root / MARK_FILE)
+
+
 @pytest.fixture
 def busy_embedded(embedded_site: Config) -> Config:
     return busy(embedded_site)
@@ -80,18 +107,8 @@ def test_a_restore_whose_counter_passed_the_cursor_before_any_check_loses_no_row
     agent start in between). The database's own witness is behind the mark, so the push
     brings every reading, with the reset notice."""
     site = busy_embedded
-    insert_each(site, sensors("a", 10))
-    assert pushed(site, tmp_path, admin_keys)[0].export.records == 10
-    stop_embedded(site)
-    backup = site.state.root.parent / "pgdata-backup"
-    copy_folder(site.state.pgdata, backup)
-    insert_each(site, sensors("b", 20))  # starts the server again; lost by the restore
-    assert pushed(site, tmp_path, admin_keys)[0].export.records == 20
-    high = parse_cursor(admin_cursor(tmp_path))[0].xmax
-
-    stop_embedded(site)
-    shutil.rmtree(site.state.pgdata)
-    copy_folder(backup, site.state.pgdata)
+    backup, high = backed_up_then_pushed(site, tmp_path, admin_keys, with_mark=False)
+    restore(site, backup)
     insert_each(site, sensors("c", 15))  # the collector writes on at once
     with connect(site) as conn:
         row = conn.execute("SELECT max(txid)::text FROM readings WHERE sensor LIKE 'c%'").fetchone()
@@ -118,20 +135,8 @@ def test_a_disk_image_restore_that_takes_the_mark_back_too_loses_no_row(
     admin's cursor has not: it carries the witness's count, which the database is now
     below; every reading arrives, with the reset notice, and the next push is normal."""
     site = busy_embedded
-    insert_each(site, sensors("a", 10))
-    assert pushed(site, tmp_path, admin_keys)[0].export.records == 10
-    stop_embedded(site)
-    image = site.state.root.parent / "image"
-    copy_folder(site.state.pgdata, image)
-    shutil.copy2(site.state.root / MARK_FILE, image.parent / "mark-image.json")
-    insert_each(site, sensors("b", 20))  # lost by the restore
-    assert pushed(site, tmp_path, admin_keys)[0].export.records == 20
-    high = parse_cursor(admin_cursor(tmp_path))[0].xmax
-
-    stop_embedded(site)
-    shutil.rmtree(site.state.pgdata)
-    copy_folder(image, site.state.pgdata)
-    shutil.copy2(image.parent / "mark-image.json", site.state.root / MARK_FILE)
+    image, high = backed_up_then_pushed(site, tmp_path, admin_keys, with_mark=True)
+    restore(site, image)
     insert_each(site, sensors("c", 15))
     run_transactions_past(site, high)  # days of collecting before the next push
     insert_each(site, sensors("d", 5))

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from autotel.errors import StateError
 from autotel.export.archive import FRESH_S, archive_name, prune
 from autotel.export.cursor import (
     BadExportRequest,
@@ -28,6 +29,7 @@ from autotel.export.mark import (
     cursor_misfit,
     reconcile,
 )
+from autotel.lockfile import ProcessLock
 
 
 def _b64(text: str) -> str:
@@ -248,3 +250,18 @@ def test_a_mark_rebuilt_moments_after_it_was_made_starts_another_epoch(tmp_path:
     first = check_database(store, db)
     store.path.write_bytes(b"{")
     assert check_database(store, db).epoch != first.epoch
+
+
+def test_the_agent_reads_the_counter_under_the_marks_lock(tmp_path: Path) -> None:
+    """Read before the lock, a cursor another process handed out meanwhile would raise the
+    mark above that reading, and the check would see a restore: a needless full export."""
+    store, held = MarkStore(tmp_path), []
+
+    def read_now() -> DatabaseState:
+        with pytest.raises(StateError):
+            ProcessLock(store.lock_path, "probe").acquire()
+        held.append(True)
+        return DatabaseState("7", 100)
+
+    check_database(store, read_now)
+    assert held == [True]

@@ -51,7 +51,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -246,8 +246,8 @@ class MarkStore:
 
 
 def check_database(
-    store: MarkStore, db: DatabaseState, witness: Witness | None = None,
-    claimed: CursorOrigin | None = None,
+    store: MarkStore, db: DatabaseState | Callable[[], DatabaseState],
+    witness: Witness | None = None, claimed: CursorOrigin | None = None,
 ) -> ExportMark:
     """The one check: compare `db` with the site's mark, move the mark on if the database
     changed (with an error-level log line saying what happened), and return it.
@@ -257,12 +257,18 @@ def check_database(
     the role may not read it) only `db.witness` counts, if given. `claimed` is where the
     request's cursor says it came from, which may show what the mark forgot.
 
+    `db` is the state an export's snapshot saw, or a function that reads the database's
+    state now: called under the lock, so a cursor handed out meanwhile cannot raise the
+    mark above a counter read before it (which would look like a restore).
+
     Raises:
         OSError: the mark cannot be written (the export must not hand out a cursor then).
         StateError: the mark's lock stayed held for `LOCK_WAIT_S`.
         psycopg.Error: the witness could not be read (e.g. a lost connection).
     """
     with store.locked():
+        if callable(db):
+            db = db()
         if witness is not None:
             db = replace(db, witness=witness.read())
         mark, damage = store.load()
@@ -344,7 +350,7 @@ def check_at_start(config: Config) -> None:
     try:
         with connect(config, autocommit=True) as conn:
             witness = Witness(conn)
-            check_database(MarkStore(config.state.root), read_state(conn), witness)
+            check_database(MarkStore(config.state.root), lambda: read_state(conn), witness)
             problem = witness.problem()
         if problem:
             log.warning("%s", unwitnessed_warning(problem))

@@ -125,7 +125,7 @@ def test_since_export(
         "/data/export", params={"since": "2999-01-01T00:00:00Z"}, headers=bearer(token)
     )
     assert answer.status_code == 200 and answer.headers["x-record-count"] == "0"
-    assert answer.headers["x-cursor"].startswith("v2.")  # it names the database (export cursor v2)
+    assert answer.headers["x-cursor"].startswith("v3.")  # it names the database (export cursor v3)
 
 
 def test_exactly_once_across_sessions_while_collecting(

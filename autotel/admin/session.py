@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import dataclasses
 import hmac
 import re
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, BinaryIO, Self
 
 import httpx
@@ -145,7 +144,7 @@ class AgentSession:
             offset = 0
             if response.status_code == 206:
                 offset = _resumed_at(response.headers, announced, resume, self.address)
-                announced = dataclasses.replace(announced, length=offset + announced.length)
+                announced = replace(announced, length=offset + announced.length)
             _limit_stalls(response, self._timeouts.stall_s)
             # pieces as they arrive, not gathered into larger ones: what a cut link
             # leaves must be on disk, to be resumed

@@ -26,6 +26,7 @@ from autotel.fsutil import atomic_write_text
 from autotel.package.semver import parse_version
 from autotel.spool.queue import Spool
 from autotel.web.agent.auth import AuthDenied, Authenticator
+from autotel.web.agent.export_resume import etag, resumed
 from autotel.web.agent.jobs import JobTimeout, run_job
 from autotel.web.agent.outcomes import (
     export_result,
@@ -33,7 +34,6 @@ from autotel.web.agent.outcomes import (
     update_answer,
     upload_refusal,
 )
-from autotel.web.agent.resume import etag, resumed
 from autotel.web.agent.sessions import record_session
 from autotel.web.agent.upload import discard, receive_upload
 from autotel.web.agent.upload_resume import ResumableUpload, held_bytes, receive_resumable

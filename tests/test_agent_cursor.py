@@ -140,9 +140,9 @@ def test_prune_keeps_the_served_and_newer_archives(tmp_path: Path) -> None:
     (tmp_path / ".tmpfile.jsonl.gz.tmp").write_bytes(b"x")
     later = time.time() + FRESH_S + 1  # a fake clock: the archives are settled by then
     removed = prune(tmp_path, {names[3], names[1]}, now=later)
-    assert sorted(removed) == [names[0], names[2]]
+    assert sorted(removed) == [names[0]]  # names[2]: the newest of the rest (see below)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [names[1], names[3], names[4], ".tmpfile.jsonl.gz.tmp"]
+        [names[1], names[2], names[3], names[4], ".tmpfile.jsonl.gz.tmp"]
     )
 
 
@@ -152,7 +152,16 @@ def test_prune_spares_an_archive_just_written_for_another_answer(tmp_path: Path)
     for name in names:
         (tmp_path / name).write_bytes(b"x")
     assert prune(tmp_path, {names[2]}) == []
-    assert prune(tmp_path, {names[2]}, now=time.time() + FRESH_S + 1) == names[:2]
+    assert prune(tmp_path, {names[2]}, now=time.time() + FRESH_S + 1) == names[:1]
+
+
+def test_prune_spares_the_newest_other_archive(tmp_path: Path) -> None:
+    """It may be a download that broke, which its admin resumes while another admin's
+    pushes go on: the agent cannot tell whether its last bytes arrived."""
+    names = [archive_name(f"20260101T00000{i}000000Z", i) for i in range(4)]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    assert prune(tmp_path, {names[3]}, now=time.time() + FRESH_S + 1) == names[:2]
 
 
 def test_v2_cursor_round_trips_with_its_origin() -> None:

@@ -21,7 +21,7 @@ from autotel.admin.storage import ClientStorage
 from autotel.config import Config
 from autotel.crypto.keys import generate_keypair
 from autotel.errors import TransferError
-from tests.agent_support import login, running_agent
+from tests.agent_support import login, running_agent, settle_archives
 from tests.foundation_support import assert_one_line_error
 from tests.push_support import (
     CLIENT,
@@ -100,6 +100,26 @@ def test_a_cut_download_the_site_no_longer_has_is_exported_anew(
     assert not any("resuming" in n for n in notices)
     assert "resumed_from" not in sessions(busy_site)[-1]
     assert sorted(archived_sensors(tmp_path / "data")) == sorted(f"s{i}" for i in range(ROWS))
+
+
+def test_two_admins_breaking_in_turn_each_resume_their_own_download(
+    site: Config, admin_keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Another admin's push in between does not throw this admin's broken download away."""
+    busy_site = busy(site)
+    insert_rows(busy_site, ROWS)
+    with running_agent(busy_site) as agent, Relay(agent.port) as relay:
+        for admin in ("first", "second"):
+            cut_push(tmp_path, admin_keys, relay, storage=admin)
+            settle_archives(busy_site)
+        notices: list[str] = []
+        for admin in ("first", "second"):
+            result = push(push_request(tmp_path, admin_keys, relay.port, timeouts=TIMEOUTS,
+                                       storage=tmp_path / admin), notices.append)
+            assert result.export.records == ROWS
+    assert sum("resuming the download" in n for n in notices) == 2, notices
+    for admin in ("first", "second"):
+        assert sorted(archived_sensors(tmp_path / admin)) == sorted(f"s{i}" for i in range(ROWS))
 
 
 def export(client: httpx.Client, token: str, **headers: str) -> httpx.Response:

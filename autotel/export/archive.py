@@ -85,24 +85,27 @@ def archives(folder: Path) -> list[Path]:
 
 
 def prune(folder: Path, keep: Iterable[str], now: float | None = None) -> list[str]:
-    """Remove every archive older than the newest one in `keep`, except those in `keep`
-    and those written in the last `FRESH_S` seconds.
+    """Remove the archives older than the newest one in `keep` that no answer may still
+    need; return their names.
 
-    `keep` names the archive being served and any others still being served. A fresh
-    one may be an export that just finished for another request, whose answer has not
-    opened it yet. A file that cannot be removed now (open elsewhere on Windows) is
-    left for the next prune.
+    Spared: those in `keep` (being served), those written in the last `FRESH_S` seconds
+    (an export that just finished for another request, whose answer has not opened it
+    yet), and the newest of the rest: it may be a download that broke, which its admin
+    will resume while another admin's pushes go on. Whether an archive arrived whole the
+    agent cannot tell (its last bytes may sit in a socket buffer when the link breaks),
+    so one is kept either way. A file that cannot be removed now (open elsewhere on
+    Windows) is left for the next prune.
     """
     kept = set(keep)
     if not kept:
         return []
     newest = max(kept)
     settled = (time.time() if now is None else now) - FRESH_S
+    older = [p for p in archives(folder) if p.name < newest and p.name not in kept]
     removed = []
-    for path in archives(folder):
-        if path.name < newest and path.name not in kept:
-            with contextlib.suppress(OSError):
-                if path.stat().st_mtime < settled:
-                    path.unlink()
-                    removed.append(path.name)
+    for path in older[:-1]:
+        with contextlib.suppress(OSError):
+            if path.stat().st_mtime < settled:
+                path.unlink()
+                removed.append(path.name)
     return removed

@@ -210,3 +210,21 @@ def test_push_does_not_retry_what_the_network_did_not_cause(
     assert result.returncode == 13
     assert_one_line_error(result, "401")
     assert "trying again" not in result.stdout
+
+
+@pytest.mark.parametrize("etag", ["\u00e9t\u00e9", '"a\nb"'])
+def test_a_kept_download_whose_description_is_damaged_is_downloaded_anew(
+    site: Config, admin_keys: tuple[Path, Path], tmp_path: Path, etag: str
+) -> None:
+    """An ETag no header can carry (a damaged .json beside the kept bytes) would fail
+    every later push before anything arrived: the admin would never get its data."""
+    busy_site = busy(site)
+    with running_agent(busy_site) as agent, Relay(agent.port) as relay:
+        push(push_request(tmp_path, admin_keys, relay.port, timeouts=TIMEOUTS))
+        insert_rows(busy_site, ROWS)
+        cut_push(tmp_path, admin_keys, relay)
+        meta = ClientStorage(tmp_path / "data", CLIENT).partial_meta
+        meta.write_text(json.dumps(json.loads(meta.read_text()) | {"etag": etag}))
+        again = push(push_request(tmp_path, admin_keys, relay.port, timeouts=TIMEOUTS))
+    assert again.export.records == ROWS
+    assert sorted(archived_sensors(tmp_path / "data")) == sorted(f"s{i}" for i in range(ROWS))

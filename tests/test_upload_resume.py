@@ -6,18 +6,21 @@ whose body generator fails midway, so httpx drops the connection under the agent
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
 
 from autotel.package.pending import read_pending
-from autotel.web.agent import sweep_stale_uploads
+from autotel.web.agent import sweep_stale_uploads, upload_resume
+from autotel.web.bodies import RequestBody
 from tests.agent_support import RunningAgent, logged_in, make_site, running_agent, with_agent
 from tests.package_support import craft, signature_b64
 
@@ -172,3 +175,34 @@ def test_asking_what_is_held_needs_the_session_token(
 ) -> None:
     with agent.client() as client:
         assert client.get("/update/upload", params={"sha256": sha(package)}).status_code == 401
+
+
+class FullDisk:
+    """A fake disk that fills up once `room` bytes of the kept upload were written:
+    `write_body` for `upload_resume`, raising ENOSPC as the OS would."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+
+    def __call__(self, body: RequestBody, limit: int, out: IO[bytes],
+                 piece_bytes: int = 1 << 20) -> None:
+        written = 0
+        while piece := body.read(min(piece_bytes, limit - written)):
+            if written + len(piece) > self.room:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            out.write(piece)
+            written += len(piece)
+
+
+def test_a_disk_that_fills_during_a_resumed_upload_gets_its_room_back(
+    agent: RunningAgent, session: httpx.Client, package: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept = cut(session, package, 400_000)
+    monkeypatch.setattr(upload_resume, "write_body", FullDisk(room=200_000))
+    answer = send(session, package, kept)
+    assert answer.status_code == 507 and answer.json()["status"] == "disk_full", answer.text
+    # the collector writes its readings to this disk: what the upload held must not stay
+    assert list(agent.config.state.incoming.iterdir()) == []
+    monkeypatch.undo()
+    assert held(session, package) == 0
+    assert send(session, package).json() == {"status": "queued"}  # room again: sent whole

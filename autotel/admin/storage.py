@@ -45,6 +45,7 @@ from autotel.timeutil import now_iso, utcnow
 
 CHUNK = 1 << 20
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+_ETAG = re.compile(r"[!-~]{1,300}")  # what an HTTP header can carry: printable ASCII
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,8 @@ class ClientStorage:
         if not isinstance(meta, dict) or not all(isinstance(meta.get(k), t)
                                                  for k, t in wanted.items()):
             return None
+        if not _ETAG.fullmatch(meta["etag"]):
+            return None  # sent as If-Range, it would fail every push before a byte arrived
         return meta
 
     def _write_partial_meta(self, meta: dict[str, Any]) -> None:

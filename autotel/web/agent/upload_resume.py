@@ -9,9 +9,9 @@ Once whole, the file must hash to the name it was sent under; then it is an uplo
 like any other, and the `receive` job verifies the package completely as always.
 
 Bounded: one kept upload at a time (starting another package removes the rest, but
-not one another request is receiving), none
-larger than `agent.max_update_mb`, and any older than `KEEP_DAYS` is removed when the
-agent starts (`sweep_kept`).
+not one another request is receiving), none larger than `agent.max_update_mb`, none
+on a disk that filled up, and any older than `KEEP_DAYS` is removed when the agent
+starts (`sweep_kept`).
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ from typing import IO
 from autotel.errors import IncompleteBodyError, PackageError, RequestError
 from autotel.fsutil import fsync_dir
 from autotel.web.agent.upload import (
+    DISK_FULL,
     UPLOAD_PREFIX,
     UPLOAD_SUFFIX,
     check_room,
+    discard,
     raise_if_disk_full,
     too_large,
     write_body,
@@ -109,8 +111,9 @@ def receive_resumable(body: RequestBody, upload: ResumableUpload, limit: int,
         ResumeRefused: the site holds fewer bytes than `upload.offset`.
         RequestError: the body is not exactly the rest of the package.
         PackageError: the whole file does not hash to `upload.sha256` (it is removed).
-        BodyTooLargeError, IncompleteBodyError, DiskSpaceError: as `receive_upload` (what
-            arrived is kept for the next attempt).
+        BodyTooLargeError, IncompleteBodyError: as `receive_upload` (what arrived is kept
+            for the next attempt).
+        DiskSpaceError: as `receive_upload`; what the site held of the package is removed.
     """
     if upload.length > limit:
         raise too_large(upload.length, limit)
@@ -126,6 +129,10 @@ def receive_resumable(body: RequestBody, upload: ResumableUpload, limit: int,
                 kept.flush()
                 os.fsync(kept.fileno())
         except OSError as e:
+            if e.errno in DISK_FULL:
+                # unlike a broken link, a full disk is no reason to keep what arrived: the
+                # collector writes its readings to this disk, so the room goes back to it
+                discard(kept_path(folder, upload.sha256))
             raise_if_disk_full(e, body, folder)
             raise
         return _whole_upload(folder, upload)

@@ -164,3 +164,12 @@ def settle_archives(config: Config) -> None:
     past = time.time() - FRESH_S - 60
     for archive in config.state.exports.glob("*.jsonl.gz"):
         os.utime(archive, (past, past))
+
+
+@contextlib.contextmanager
+def receiving_agent(directory: Path, public_key: Path, max_update_mb: int) -> Iterator[RunningAgent]:
+    """An agent and runner for update uploads: a site without a database (receiving
+    needs none), installed 1.0.0, accepting packages up to `max_update_mb`."""
+    config = with_agent(make_site(directory, "", public_key), max_update_mb=max_update_mb)
+    with running_agent(config, migrate=False) as running:
+        yield running

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from autotel.timeutil import iso
-from tests.agent_support import RunningAgent, logged_in, make_site, running_agent, with_agent
+from tests.agent_support import RunningAgent, logged_in, receiving_agent
 from tests.package_support import craft, signature_b64
 
 APP = {"portal/main.py": b"print('v1.2.0')\n"}
@@ -25,10 +25,8 @@ _addresses = itertools.count(10)
 def agent(
     admin_keys: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningAgent]:
-    """A site without a database (receiving needs none), 1 MiB upload limit, installed 1.0.0."""
-    config = make_site(tmp_path_factory.mktemp("upd") / "site", "", admin_keys[1])
-    config = with_agent(config, max_update_mb=1)
-    with running_agent(config, migrate=False) as running:
+    with receiving_agent(tmp_path_factory.mktemp("upd") / "site", admin_keys[1],
+                         max_update_mb=1) as running:
         yield running
 
 

@@ -21,7 +21,7 @@ import pytest
 from autotel.package.pending import read_pending
 from autotel.web.agent import sweep_stale_uploads, upload_resume
 from autotel.web.bodies import RequestBody
-from tests.agent_support import RunningAgent, logged_in, make_site, running_agent, with_agent
+from tests.agent_support import RunningAgent, logged_in, receiving_agent
 from tests.package_support import craft, signature_b64
 
 _addresses = itertools.count(10)
@@ -29,9 +29,7 @@ _addresses = itertools.count(10)
 
 @pytest.fixture
 def agent(admin_keys: tuple[Path, Path], tmp_path: Path) -> Iterator[RunningAgent]:
-    """A site without a database (receiving needs none), installed 1.0.0."""
-    config = with_agent(make_site(tmp_path / "site", "", admin_keys[1]), max_update_mb=4)
-    with running_agent(config, migrate=False) as running:
+    with receiving_agent(tmp_path / "site", admin_keys[1], max_update_mb=4) as running:
         yield running
 
 

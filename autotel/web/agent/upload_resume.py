@@ -17,7 +17,6 @@ starts (`sweep_kept`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
 import os
 import re
@@ -31,6 +30,7 @@ from typing import IO
 
 from autotel.errors import IncompleteBodyError, PackageError, RequestError
 from autotel.fsutil import fsync_dir
+from autotel.package.zipread import file_sha256
 from autotel.web.agent.upload import (
     DISK_FULL,
     UPLOAD_PREFIX,
@@ -45,7 +45,6 @@ from autotel.web.bodies import RequestBody
 
 KEPT_PREFIX, KEPT_SUFFIX = "resume-", ".part"
 KEEP_DAYS = 7
-HASH_PIECE = 1 << 20
 KEPT_PIECE = 64 * 1024  # what a break may lose of the bytes that had arrived
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _COUNT = re.compile(r"^\d{1,15}$")
@@ -193,7 +192,7 @@ def _whole_upload(folder: Path, upload: ResumableUpload) -> Path:
     if held != upload.length:  # a chunked body that ended early: kept for the next attempt
         raise IncompleteBodyError(f"the body ended after {held - upload.offset} of the "
                                   f"{upload.length - upload.offset} bytes still missing")
-    found = _sha256(path)
+    found = file_sha256(path)
     if not hmac.compare_digest(found, upload.sha256):
         path.unlink()
         raise PackageError(f"the package arrived damaged: its SHA-256 is {found[:12]}…, "
@@ -202,14 +201,6 @@ def _whole_upload(folder: Path, upload: ResumableUpload) -> Path:
     os.replace(path, target)
     fsync_dir(folder)
     return target
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while piece := f.read(HASH_PIECE):
-            digest.update(piece)
-    return digest.hexdigest()
 
 
 def sweep_kept(folder: Path, now: float | None = None) -> list[str]:
